@@ -1,0 +1,14 @@
+"""gunicorn settings for Gatehouse (`gunicorn -c gunicorn.conf.py wsgi:app`)."""
+import os
+
+bind = os.environ.get("GATEHOUSE_BIND", "127.0.0.1:5000")
+workers = int(os.environ.get("GATEHOUSE_WORKERS", "2"))
+# Threads let one worker stream a long clone or upload while it answers other requests.
+worker_class = "gthread"
+threads = int(os.environ.get("GATEHOUSE_THREADS", "8"))
+# Large clones and uploads stream for minutes; the sync default of 30 s would cut them.
+timeout = int(os.environ.get("GATEHOUSE_TIMEOUT", "600"))
+control_socket_disable = True
+accesslog = "-"
+# The path without its query string: credentials must never reach the log.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'

@@ -1,0 +1,177 @@
+"""Operator commands: `flask --app wsgi <group> <command>`."""
+import json
+import secrets
+from datetime import date
+from pathlib import Path
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import AppGroup
+
+from .extensions import db
+from .models import User
+from .services import accounts, deploy_tokens
+from .services.errors import DomainError, NotFound
+
+
+def _fail(error: Exception):
+    # One clear line on stderr and a non-zero exit, for scripts.
+    raise click.ClickException(str(error))
+
+
+def _owner(full_path: str):
+    owner = accounts.find_target(full_path)
+    if owner is None:
+        _fail(NotFound(f"No group or project at '{full_path}'"))
+    return owner
+
+
+users = AppGroup("users", help="Manage user accounts.")
+groups = AppGroup("groups", help="Manage groups.")
+projects = AppGroup("projects", help="Manage projects.")
+members = AppGroup("members", help="Manage memberships.")
+tokens = AppGroup("deploy-tokens", help="Manage deploy tokens.")
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option("--password", required=True)
+@click.option("--admin", is_flag=True, help="Make the user an administrator.")
+def users_create(username, email, password, admin):
+    """Create a user."""
+    try:
+        user = accounts.create_user(username, email, password, admin=admin)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Created user {user.username} (id {user.id}){' as admin' if admin else ''}")
+
+
+@groups.command("create")
+@click.argument("full_path")
+@click.option("--name", help="Display name (defaults to the path).")
+def groups_create(full_path, name):
+    """Create a group; its parent group must exist."""
+    try:
+        group = accounts.create_group(full_path, name=name)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Created group {group.full_path} (id {group.id})")
+
+
+@projects.command("create")
+@click.argument("full_path")
+@click.option("--name", help="Display name (defaults to the path).")
+@click.option("--visibility", type=click.Choice(["private", "internal", "public"]),
+              default="private", show_default=True)
+def projects_create(full_path, name, visibility):
+    """Create a project inside an existing group."""
+    try:
+        project = accounts.create_project(full_path, name=name, visibility=visibility)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Created project {project.full_path} (id {project.id})")
+
+
+@members.command("add")
+@click.argument("full_path")
+@click.argument("username")
+@click.argument("role")
+def members_add(full_path, username, role):
+    """Give USERNAME the ROLE (guest|reporter|developer|maintainer|owner) on a group or project."""
+    try:
+        accounts.add_member(full_path, username, role)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"{username} is now {role.lower()} of {full_path}")
+
+
+@tokens.command("create")
+@click.argument("full_path")
+@click.option("--name", required=True)
+@click.option("--scopes", required=True, help="Comma-separated, e.g. read_repository,read_registry")
+@click.option("--username", help="Defaults to gitlab+deploy-token-{id}.")
+@click.option("--expires-at", help="YYYY-MM-DD; the token stops working at 00:00 UTC that day.")
+def tokens_create(full_path, name, scopes, username, expires_at):
+    """Create a deploy token and print it as JSON (the only time the token is shown)."""
+    owner = _owner(full_path)
+    expiry = None
+    if expires_at:
+        try:
+            expiry = deploy_tokens.expiry_from_date(date.fromisoformat(expires_at))
+        except ValueError:
+            _fail(ValueError(f"--expires-at '{expires_at}' is not a date (use YYYY-MM-DD)"))
+    try:
+        token, secret = deploy_tokens.create(
+            owner, name=name, scopes=scopes.split(","), username=username, expires_at=expiry)
+    except DomainError as error:
+        _fail(error)
+    click.echo(json.dumps({"id": token.id, "name": token.name, "username": token.username,
+                           "token": secret, "scopes": token.scopes,
+                           "expires_at": _iso(token.expires_at)}))
+
+
+@tokens.command("list")
+@click.argument("full_path")
+def tokens_list(full_path):
+    """List the deploy tokens of a group or project as JSON lines (never the secrets)."""
+    now = deploy_tokens.utcnow()
+    for token in deploy_tokens.list_for(_owner(full_path)):
+        click.echo(json.dumps({
+            "id": token.id, "name": token.name, "username": token.username,
+            "scopes": token.scopes, "expires_at": _iso(token.expires_at),
+            "revoked": token.revoked, "expired": token.expired_at(now),
+            "last_used_at": _iso(token.last_used_at), "last_used_ip": token.last_used_ip}))
+
+
+@tokens.command("revoke")
+@click.argument("full_path")
+@click.argument("token_id", type=int)
+def tokens_revoke(full_path, token_id):
+    """Revoke a deploy token of a group or project."""
+    try:
+        token = deploy_tokens.revoke(_owner(full_path), token_id)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Revoked deploy token {token.id} ({token.name})")
+
+
+def _iso(value):
+    return value.strftime("%Y-%m-%dT%H:%M:%S.000Z") if value else None
+
+
+@click.command("seed-demo")
+def seed_demo():
+    """Create demo users, groups and projects when the database has no users."""
+    if db.session.scalar(sa.select(sa.func.count(User.id))):
+        click.echo("The database already has users; nothing seeded.")
+        return
+    password = secrets.token_urlsafe(12)
+    accounts.create_user("root", "root@example.com", password, admin=True)
+    accounts.create_user("maintainer", "maintainer@example.com", password)
+    accounts.create_user("developer", "developer@example.com", password)
+    accounts.create_user("reporter", "reporter@example.com", password)
+    accounts.create_group("tanuki", name="Tanuki")
+    accounts.create_group("tanuki/infra", name="Infra")
+    accounts.create_project("tanuki/awesome_project", name="Awesome project")
+    accounts.create_project("tanuki/infra/deploy", name="Deploy")
+    accounts.create_project("tanuki/website", name="Website", visibility="public")
+    accounts.add_member("tanuki", "maintainer", "maintainer")
+    accounts.add_member("tanuki", "developer", "developer")
+    accounts.add_member("tanuki", "reporter", "reporter")
+    url = current_app.config["EXTERNAL_URL"]
+    text = (f"Sign in at {url}/users/sign_in as root (admin), maintainer, developer or "
+            f"reporter (members of group tanuki), password: {password}\n"
+            f"Deploy tokens: {url}/tanuki/awesome_project/-/settings/repository\n")
+    # Kept (0600) beside the database so that `make run` can remind the operator later.
+    path = Path(current_app.instance_path) / "demo-credentials.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(text)
+    click.echo("Demo seeded. " + text, nl=False)
+
+
+def register(app) -> None:
+    for command in (users, groups, projects, members, tokens, seed_demo):
+        app.cli.add_command(command)

@@ -1,0 +1,10 @@
+"""The database models: columns, relationships and pure properties only."""
+from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
+from .audit import AuditEvent
+from .deploy_tokens import SCOPES, DeployToken
+from .types import UTCDateTime, utcnow
+
+__all__ = [
+    "AccessLevel", "AuditEvent", "DeployToken", "Group", "Membership", "Project",
+    "SCOPES", "User", "UTCDateTime", "Visibility", "utcnow",
+]

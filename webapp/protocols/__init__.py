@@ -1,0 +1,4 @@
+"""Machine-facing blueprints: each request authenticates itself, no CSRF, no sessions."""
+
+# Each protocol module appends its blueprint here as it lands.
+BLUEPRINTS = []

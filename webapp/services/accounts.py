@@ -1,0 +1,162 @@
+"""Users, groups, projects and memberships."""
+import re
+from typing import Optional, Union
+
+import sqlalchemy as sa
+
+from ..extensions import db
+from ..models import AccessLevel, Group, Membership, Project, User, Visibility
+from . import audit
+from .errors import Invalid, NotFound
+from .policy import Principal, visible
+
+PATH_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# First path segments the app itself answers; a top-level group may not take them.
+RESERVED_TOP_LEVEL = {"-", "api", "jwt", "ci", "users", "groups", "static", "admin",
+                      "dashboard", "help", "explore", "health"}
+ROLES = {level.name.lower(): level for level in AccessLevel}
+
+
+def _check_path(segment: str, field: str, errors: dict) -> None:
+    if not segment:
+        errors.setdefault(field, []).append("Path can't be blank")
+    elif len(segment) > 255:
+        errors.setdefault(field, []).append("Path is too long (maximum is 255 characters)")
+    elif not PATH_RE.match(segment) or segment.endswith((".git", ".atom")) or ".." in segment:
+        errors.setdefault(field, []).append(
+            f"Path '{segment}' can contain only letters, digits, '_', '-' and '.', cannot "
+            "start with '-' or '.', and cannot end in '.git' or '.atom'")
+
+
+def create_user(username: str, email: str, password: str, *, admin: bool = False) -> User:
+    """Create a user with a hashed password."""
+    errors: dict[str, list[str]] = {}
+    if not username or len(username) > 255 or not USERNAME_RE.match(username):
+        errors["username"] = ["Username can contain only letters, digits, '_', '-' and '.'"]
+    if not email or "@" not in email:
+        errors["email"] = ["Email is invalid"]
+    if len(password or "") < 8:
+        errors["password"] = ["Password is too short (minimum is 8 characters)"]
+    if not errors and db.session.scalar(sa.select(User.id).where(
+            sa.or_(User.username == username, User.email == email))):
+        errors["username"] = ["Username or email has already been taken"]
+    if errors:
+        raise Invalid(errors)
+    user = User(username=username, email=email, is_admin=admin)
+    user.set_password(password)
+    db.session.add(user)
+    db.session.commit()
+    return user
+
+
+def create_group(full_path: str, *, name: Optional[str] = None) -> Group:
+    """Create a group (and no parents: those must exist)."""
+    parent_path, _, path = full_path.strip("/").rpartition("/")
+    errors: dict[str, list[str]] = {}
+    _check_path(path, "path", errors)
+    if not parent_path and path.lower() in RESERVED_TOP_LEVEL:
+        errors.setdefault("path", []).append(f"'{path}' is reserved")
+    parent = None
+    if parent_path:
+        parent = find_group(parent_path)
+        if parent is None:
+            errors.setdefault("path", []).append(f"Parent group '{parent_path}' does not exist")
+    if not errors and _path_taken(full_path.strip("/")):
+        errors["path"] = [f"'{full_path}' has already been taken"]
+    if errors:
+        raise Invalid(errors)
+    group = Group(name=name or path, path=path, full_path=full_path.strip("/"), parent=parent)
+    db.session.add(group)
+    db.session.commit()
+    return group
+
+
+def create_project(full_path: str, *, name: Optional[str] = None,
+                   visibility: str = Visibility.PRIVATE.value) -> Project:
+    """Create a project inside an existing group."""
+    group_path, _, path = full_path.strip("/").rpartition("/")
+    errors: dict[str, list[str]] = {}
+    _check_path(path, "path", errors)
+    group = find_group(group_path) if group_path else None
+    if group is None:
+        errors.setdefault("path", []).append(
+            f"Group '{group_path}' does not exist" if group_path
+            else "A project lives in a group: give GROUP/PROJECT")
+    if visibility not in {v.value for v in Visibility}:
+        errors["visibility"] = ["Visibility must be private, internal or public"]
+    if not errors and _path_taken(full_path.strip("/")):
+        errors["path"] = [f"'{full_path}' has already been taken"]
+    if errors:
+        raise Invalid(errors)
+    project = Project(name=name or path, path=path, full_path=full_path.strip("/"),
+                      group=group, visibility=visibility)
+    db.session.add(project)
+    db.session.commit()
+    return project
+
+
+def _path_taken(full_path: str) -> bool:
+    return find_group(full_path) is not None or find_project(full_path) is not None
+
+
+def add_member(full_path: str, username: str, role: str) -> Membership:
+    """Give a user a role on a group or project, replacing any role they had there."""
+    level = ROLES.get(role.lower())
+    if level is None:
+        raise Invalid({"role": [f"Unknown role '{role}': use one of {', '.join(ROLES)}"]})
+    target = find_target(full_path)
+    if target is None:
+        raise NotFound(f"No group or project at '{full_path}'")
+    user = db.session.scalar(sa.select(User).where(User.username == username))
+    if user is None:
+        raise NotFound(f"No user '{username}'")
+    key = {"group_id": target.id} if isinstance(target, Group) else {"project_id": target.id}
+    membership = db.session.scalar(sa.select(Membership).filter_by(user_id=user.id, **key))
+    if membership is None:
+        membership = Membership(user_id=user.id, **key)
+        db.session.add(membership)
+    membership.access_level = int(level)
+    audit.record("member_added", target, actor=None, ip=None, user=username, role=level.label)
+    db.session.commit()
+    return membership
+
+
+def find_user(username: str) -> Optional[User]:
+    return db.session.scalar(sa.select(User).where(User.username == username))
+
+
+def find_group(full_path: str) -> Optional[Group]:
+    return db.session.scalar(sa.select(Group).where(Group.full_path == full_path.strip("/")))
+
+
+def find_project(full_path: str) -> Optional[Project]:
+    return db.session.scalar(sa.select(Project).where(Project.full_path == full_path.strip("/")))
+
+
+def find_target(full_path: str) -> Union[Project, Group, None]:
+    return find_project(full_path) or find_group(full_path)
+
+
+def project_by_ref(ref: str) -> Optional[Project]:
+    """Find a project by numeric id or full path, as the /api/v4 `:id` allows."""
+    if ref.isdigit():
+        return db.session.get(Project, int(ref))
+    return find_project(ref)
+
+
+def group_by_ref(ref: str) -> Optional[Group]:
+    if ref.isdigit():
+        return db.session.get(Group, int(ref))
+    return find_group(ref)
+
+
+def visible_projects(principal: Principal) -> list[Project]:
+    """Projects the principal can see, by full path."""
+    projects = db.session.scalars(sa.select(Project).order_by(Project.full_path))
+    return [p for p in projects if visible(principal, p)]
+
+
+def visible_groups(principal: Principal) -> list[Group]:
+    groups = db.session.scalars(sa.select(Group).order_by(Group.full_path))
+    return [g for g in groups if visible(principal, g)]

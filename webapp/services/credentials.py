@@ -1,0 +1,44 @@
+"""Turn whatever credentials a request carried into one Principal."""
+from typing import Optional
+
+from ..models import User
+from . import accounts, deploy_tokens
+from .policy import ANONYMOUS, Principal
+
+
+def for_user(user: Optional[User]) -> Principal:
+    if user is None:
+        return ANONYMOUS
+    return Principal("user", name=user.username, user_id=user.id, is_admin=user.is_admin)
+
+
+def for_deploy_token(token) -> Principal:
+    return Principal("deploy_token", name=token.username, token_id=token.id,
+                     scopes=frozenset(token.scopes), project_id=token.project_id,
+                     group_id=token.group_id)
+
+
+def from_basic(username: str, password: str) -> Optional[Principal]:
+    """Resolve basic-auth credentials: a deploy token with its username, or a user.
+
+    Returns None when neither matches, which callers answer with 401.
+    """
+    token = deploy_tokens.find_active(username, password)
+    if token is not None:
+        return for_deploy_token(token)
+    user = accounts.find_user(username)
+    if user is not None and user.check_password(password):
+        return for_user(user)
+    return None
+
+
+def from_deploy_token_secret(secret: str) -> Optional[Principal]:
+    """Resolve a bare secret (a `Deploy-Token` header), where no username is sent."""
+    token = deploy_tokens.find_active_by_secret(secret)
+    return for_deploy_token(token) if token is not None else None
+
+
+def record_use(principal: Principal, ip: Optional[str]) -> None:
+    """Note a successful use of a token (throttled)."""
+    if principal.kind == "deploy_token" and principal.token_id is not None:
+        deploy_tokens.touch(principal.token_id, ip)

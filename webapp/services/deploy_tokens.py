@@ -1,0 +1,186 @@
+"""Deploy tokens: create, list, revoke, and authenticate machines with them."""
+import hashlib
+import hmac
+import re
+import secrets
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Optional, Union
+
+import sqlalchemy as sa
+from flask import current_app
+
+from ..extensions import db
+from ..models import SCOPES, DeployToken, Group, Project, User, utcnow
+from . import audit
+from .errors import Invalid, NotFound
+
+USERNAME_RE = re.compile(r"^[a-zA-Z0-9.+_-]+$")
+SECRET_LENGTH = 20  # characters after the prefix, as GitLab's
+CI_TOKEN_NAME = "gitlab-deploy-token"
+Owner = Union[Project, Group]
+
+
+def digest(secret: str) -> str:
+    """Return the stored form of a secret: its SHA-256, hex."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def generate_secret() -> str:
+    # 15 random bytes are exactly 20 URL-safe base64 characters, with no padding.
+    body = secrets.token_urlsafe(15)
+    assert len(body) == SECRET_LENGTH
+    return current_app.config["DEPLOY_TOKEN_PREFIX"] + body
+
+
+def expiry_from_date(day: date) -> datetime:
+    """A token given a date stops working at 00:00 UTC of that date."""
+    return datetime.combine(day, time.min, tzinfo=timezone.utc)
+
+
+def validate(name: Optional[str], username: Optional[str], scopes: list[str],
+             expires_at: Optional[datetime], *, now: datetime) -> dict[str, list[str]]:
+    """Return every rule the input breaks, by field; empty when it is valid."""
+    errors: dict[str, list[str]] = {}
+    name = (name or "").strip()
+    if not name:
+        errors["name"] = ["Name can't be blank"]
+    elif len(name) > 255:
+        errors["name"] = ["Name is too long (maximum is 255 characters)"]
+    if username:
+        if len(username) > 255:
+            errors["username"] = ["Username is too long (maximum is 255 characters)"]
+        elif not USERNAME_RE.match(username):
+            errors["username"] = [
+                "Username can contain only letters, digits, '_', '-', '+', and '.'"]
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        errors["scopes"] = [f"Unknown scope: {', '.join(unknown)}. Valid scopes are "
+                            f"{', '.join(SCOPES)}"]
+    elif not scopes:
+        errors["scopes"] = ["Scopes can't be blank: select at least one scope"]
+    if expires_at is not None and expires_at <= now:
+        errors["expires_at"] = ["Expiration date must be in the future"]
+    return errors
+
+
+def create(owner: Owner, *, name: Optional[str], scopes: list[str],
+           username: Optional[str] = None, expires_at: Optional[datetime] = None,
+           actor: Optional[User] = None, ip: Optional[str] = None,
+           now: Optional[datetime] = None) -> tuple[DeployToken, str]:
+    """Create a token for a project or group; return it with its secret, shown once."""
+    now = now or utcnow()
+    username = (username or "").strip() or None
+    scopes = list(dict.fromkeys(s.strip() for s in scopes if s and s.strip()))
+    errors = validate(name, username, scopes, expires_at, now=now)
+    if errors:
+        raise Invalid(errors)
+    secret = generate_secret()
+    token = DeployToken(
+        name=name.strip(), custom_username=username, token_digest=digest(secret),
+        expires_at=expires_at, creator_id=actor.id if actor else None, created_at=now,
+        **{s: (s in scopes) for s in SCOPES},
+        **({"project_id": owner.id} if isinstance(owner, Project) else {"group_id": owner.id}),
+    )
+    db.session.add(token)
+    db.session.flush()  # the default username needs the id
+    audit.record("deploy_token_created", token, actor=actor, ip=ip, name=token.name,
+                 scopes=token.scopes, owner=owner.full_path, username=token.username)
+    db.session.commit()
+    return token, secret
+
+
+def _owned_by(owner: Owner):
+    if isinstance(owner, Project):
+        return DeployToken.project_id == owner.id
+    return DeployToken.group_id == owner.id
+
+
+def list_for(owner: Owner, *, active: Optional[bool] = None,
+             now: Optional[datetime] = None) -> list[DeployToken]:
+    """The owner's tokens, newest first; `active` filters on revoked and expiry."""
+    now = now or utcnow()
+    query = sa.select(DeployToken).where(_owned_by(owner)).order_by(DeployToken.id.desc())
+    if active is not None:
+        live = sa.and_(DeployToken.revoked.is_(False),
+                       sa.or_(DeployToken.expires_at.is_(None), DeployToken.expires_at > now))
+        query = query.where(live if active else sa.not_(live))
+    return list(db.session.scalars(query))
+
+
+def get_for(owner: Owner, token_id: int) -> DeployToken:
+    token = db.session.scalar(sa.select(DeployToken).where(
+        _owned_by(owner), DeployToken.id == token_id))
+    if token is None:
+        raise NotFound("Deploy token not found")
+    return token
+
+
+def revoke(owner: Owner, token_id: int, *, actor: Optional[User] = None,
+           ip: Optional[str] = None, now: Optional[datetime] = None) -> DeployToken:
+    """Revoke a token for good. Revoking a revoked token changes nothing."""
+    token = get_for(owner, token_id)
+    if not token.revoked:
+        token.revoked = True
+        token.revoked_at = now or utcnow()
+        audit.record("deploy_token_revoked", token, actor=actor, ip=ip, name=token.name,
+                     scopes=token.scopes, owner=owner.full_path, username=token.username)
+        db.session.commit()
+    return token
+
+
+def covers(token: DeployToken, target: Owner) -> bool:
+    """A project token covers its project; a group token its group and all below it."""
+    if token.project_id is not None:
+        return isinstance(target, Project) and target.id == token.project_id
+    group = target.group if isinstance(target, Project) else target
+    return group.is_self_or_descendant_of(token.group_id)
+
+
+def find_active_by_secret(secret: str, *, now: Optional[datetime] = None
+                          ) -> Optional[DeployToken]:
+    """Return the active token with this secret, or None (for headers without a username)."""
+    if not secret:
+        return None
+    # Looked up by the digest's index: nothing about the secret leaks through timing.
+    token = db.session.scalar(sa.select(DeployToken).where(
+        DeployToken.token_digest == digest(secret)))
+    if token is None or not token.active_at(now or utcnow()):
+        return None
+    return token
+
+
+def find_active(username: str, secret: str, *, now: Optional[datetime] = None
+                ) -> Optional[DeployToken]:
+    """Return the active token with this secret and username, or None."""
+    token = find_active_by_secret(secret, now=now)
+    if token is None or username is None:
+        return None
+    if not hmac.compare_digest(username.encode("utf-8"), token.username.encode("utf-8")):
+        return None
+    return token
+
+
+def authenticate(username: str, secret: str, target: Optional[Owner] = None, *,
+                 ip: Optional[str] = None, now: Optional[datetime] = None
+                 ) -> Optional[DeployToken]:
+    """Return the token if it is active, the username is its own and it covers `target`."""
+    now = now or utcnow()
+    token = find_active(username, secret, now=now)
+    if token is None or (target is not None and not covers(token, target)):
+        return None
+    touch(token.id, ip, now=now)
+    return token
+
+
+def touch(token_id: int, ip: Optional[str], *, now: Optional[datetime] = None) -> bool:
+    """Record a use, at most once per LAST_USED_INTERVAL, in one conditional UPDATE."""
+    now = now or utcnow()
+    stale = now - timedelta(seconds=current_app.config["LAST_USED_INTERVAL"])
+    result = db.session.execute(
+        sa.update(DeployToken)
+        .where(DeployToken.id == token_id,
+               sa.or_(DeployToken.last_used_at.is_(None), DeployToken.last_used_at < stale))
+        .values(last_used_at=now, last_used_ip=ip)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount > 0

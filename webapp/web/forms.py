@@ -1,0 +1,28 @@
+"""Forms check shape only; the services hold the rules."""
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, DateField, PasswordField, StringField
+from wtforms.validators import DataRequired, Optional
+
+from ..models import SCOPES
+
+
+class SignInForm(FlaskForm):
+    username = StringField("Username or email", validators=[DataRequired("Enter your username")])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password")])
+    remember_me = BooleanField("Remember me")
+
+
+class DeployTokenForm(FlaskForm):
+    name = StringField("Name")
+    expires_at = DateField(
+        "Expiration date (optional)", validators=[Optional()],
+        format="%Y-%m-%d")
+    username = StringField("Username (optional)")
+    scope_errors: list[str] = []
+
+    def selected_scopes(self) -> list[str]:
+        return [scope for scope in SCOPES if getattr(self, scope).data]
+
+
+for _scope, _description in SCOPES.items():
+    setattr(DeployTokenForm, _scope, BooleanField(_scope, description=_description))

@@ -1,0 +1,55 @@
+"""Dashboard, group pages and project pages."""
+from flask import Blueprint, abort, current_app, redirect, render_template, url_for
+
+from ..services import accounts
+from ..services.policy import Action, can
+from .render import principal
+
+bp = Blueprint("pages", __name__)
+
+
+@bp.route("/")
+def home():
+    me = principal()
+    return render_template("pages/dashboard.html",
+                           groups=accounts.visible_groups(me),
+                           projects=accounts.visible_projects(me))
+
+
+@bp.route("/-/health")
+def health():
+    return "GitLab OK", 200, {"Content-Type": "text/plain", "Cache-Control": "no-store"}
+
+
+@bp.route("/groups/<path:full_path>")
+def group(full_path: str):
+    me = principal()
+    target = accounts.find_group(full_path)
+    if target is None or not can(me, Action.READ_PROJECT, target) and not _sees(me, target):
+        abort(404)
+    return render_template(
+        "pages/group.html", group=target,
+        subgroups=[g for g in target.children if _sees(me, g)],
+        projects=[p for p in target.projects if _sees(me, p)],
+        can_manage=bool(can(me, Action.MANAGE_DEPLOY_TOKENS, target)))
+
+
+@bp.route("/<path:full_path>")
+def project(full_path: str):
+    me = principal()
+    target = accounts.find_project(full_path)
+    if target is None:
+        if accounts.find_group(full_path) is not None:
+            return redirect(url_for("pages.group", full_path=full_path))
+        abort(404)
+    if not can(me, Action.READ_PROJECT, target):
+        abort(404)
+    return render_template(
+        "pages/project.html", project=target,
+        external_url=current_app.config["EXTERNAL_URL"],
+        can_manage=bool(can(me, Action.MANAGE_DEPLOY_TOKENS, target)))
+
+
+def _sees(me, target) -> bool:
+    from ..services.policy import visible
+    return visible(me, target)

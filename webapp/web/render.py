@@ -1,0 +1,29 @@
+"""Page-or-fragment rendering and small helpers shared by the views."""
+from flask import make_response, render_template, request
+from flask_login import current_user
+
+from ..services import credentials
+from ..services.policy import Principal
+
+
+def is_htmx() -> bool:
+    # A history restore wants the whole page, not the fragment.
+    return (request.headers.get("HX-Request") == "true"
+            and request.headers.get("HX-History-Restore-Request") != "true")
+
+
+def render(page_template: str, partial_template: str, status: int = 200, **context):
+    """Render the partial for htmx requests and the full page otherwise."""
+    html = render_template(partial_template if is_htmx() else page_template, **context)
+    response = make_response(html, status)
+    response.vary.add("HX-Request")
+    return response
+
+
+def principal() -> Principal:
+    """The signed-in browser user as a Principal."""
+    return credentials.for_user(current_user if current_user.is_authenticated else None)
+
+
+def client_ip() -> str:
+    return request.remote_addr or ""
