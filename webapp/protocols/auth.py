@@ -38,7 +38,9 @@ def basic_credentials(request: Request) -> Optional[tuple[str, str]]:
 def bearer_token(request: Request) -> Optional[str]:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
 
 
 def principal_from_basic(request: Request) -> Principal:
