@@ -65,7 +65,9 @@ def app(migrated, tmp_path):
         "SECRET_KEY": "test-secret-key",
         "SQLALCHEMY_DATABASE_URI": migrated,
         "DATA_DIR": str(tmp_path / "data"),
+        "DEMO_CREDENTIALS_FILE": str(tmp_path / "demo-credentials.txt"),
         "EXTERNAL_URL": "http://gatehouse.test",
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # fast; scrypt is tested once
     })
     yield app
     with app.app_context():

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from .extensions import db
 from .models import User
@@ -142,6 +142,7 @@ def _iso(value):
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo():
     """Create demo users, groups and projects when the database has no users."""
     if db.session.scalar(sa.select(sa.func.count(User.id))):
@@ -165,7 +166,7 @@ def seed_demo():
             f"reporter (members of group tanuki), password: {password}\n"
             f"Deploy tokens: {url}/tanuki/awesome_project/-/settings/repository\n")
     # Kept (0600) beside the database so that `make run` can remind the operator later.
-    path = Path(current_app.instance_path) / "demo-credentials.txt"
+    path = Path(current_app.config["DEMO_CREDENTIALS_FILE"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(text)

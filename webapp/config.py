@@ -13,6 +13,8 @@ DEFAULTS = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "PER_PAGE": 20,
+    # werkzeug's method string; tests use a cheap one, production keeps scrypt.
+    "PASSWORD_HASH_METHOD": "scrypt",
 }
 
 
@@ -38,6 +40,7 @@ def load(app, config=None):
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
         app.config["SQLALCHEMY_DATABASE_URI"])
     app.config.setdefault("DATA_DIR", str(instance / "data"))
+    app.config.setdefault("DEMO_CREDENTIALS_FILE", str(instance / "demo-credentials.txt"))
     app.config["EXTERNAL_URL"] = app.config["EXTERNAL_URL"].rstrip("/")
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
