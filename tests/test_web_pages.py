@@ -125,3 +125,13 @@ def test_unknown_group_is_404(client):
 def test_health(client):
     response = client.get("/-/health")
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+
+
+def test_dashboard_pages_long_lists(client, make):
+    for i in range(25):
+        make.project(f"pub/p{i:02d}", visibility="public")
+    first = client.get("/").get_data(as_text=True)
+    assert "pub/p00" in first and "pub/p20" not in first and "Page 1 of 2" in first
+    second = client.get("/?page=2").get_data(as_text=True)
+    assert "pub/p20" in second and "pub/p00" not in second
+    assert "Page 2 of 2" in client.get("/?page=99").get_data(as_text=True)

@@ -3,7 +3,7 @@ from flask import Blueprint, abort, current_app, redirect, render_template, url_
 
 from ..services import accounts
 from ..services.policy import Action, can, visible
-from .render import principal
+from .render import paginate, principal
 
 bp = Blueprint("pages", __name__)
 
@@ -12,8 +12,8 @@ bp = Blueprint("pages", __name__)
 def home():
     me = principal()
     return render_template("pages/dashboard.html",
-                           groups=accounts.visible_groups(me),
-                           projects=accounts.visible_projects(me))
+                           groups=paginate(accounts.visible_groups(me), 20, "groups_page"),
+                           projects=paginate(accounts.visible_projects(me), 20, "page"))
 
 
 @bp.route("/-/health")
