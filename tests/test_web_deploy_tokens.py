@@ -63,7 +63,9 @@ def test_panel_uses_gitlabs_words(client, maintainer):
 def test_create_without_javascript_reveals_the_secret_once(app, client, maintainer):
     response = client.post(CREATE, data=form_data(client, read_repository="y", username="bot"))
     assert response.status_code == 302
-    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    shown = client.get(response.headers["Location"])
+    assert shown.headers["Cache-Control"] == "no-store"
+    page = shown.get_data(as_text=True)
     assert "Your new deploy token" in page
     assert "Use this token as a password. Save it. This password can not be recovered." in page
     secret = secret_in(page)

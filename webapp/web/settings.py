@@ -35,7 +35,7 @@ def _render_panel(kind: str, owner, form: DeployTokenForm, *, new_token=None,
                   expanded: bool = False, status: int = 200, notice: str = ""):
     now = utcnow()
     active = paginate(deploy_tokens.list_for(owner, active=True, now=now), PER_PAGE)
-    return render(
+    response = render(
         "settings/repository.html", "settings/_deploy_tokens.html", status=status,
         kind=kind, owner=owner, form=form, new_token=new_token, notice=notice,
         expanded=expanded or bool(new_token) or bool(form.errors or form.scope_errors)
@@ -43,6 +43,9 @@ def _render_panel(kind: str, owner, form: DeployTokenForm, *, new_token=None,
         active_count=active.total, active=active.items, page=active.number, pages=active.pages,
         inactive=deploy_tokens.list_for(owner, active=False, now=now), now=now,
         scopes=SCOPES, timedelta=timedelta)
+    # The panel may carry a secret: never keep it in a browser or proxy cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @login_required
