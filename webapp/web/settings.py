@@ -45,7 +45,13 @@ def _render_panel(kind: str, owner, form: DeployTokenForm, *, new_token=None,
         active_count=len(active), active=active[(page - 1) * PER_PAGE: page * PER_PAGE],
         page=page, pages=pages,
         inactive=deploy_tokens.list_for(owner, active=False, now=now), now=now,
-        scopes=SCOPES, timedelta=timedelta)
+        scopes=SCOPES, timedelta=timedelta, ci_token_id=_ci_token_id(kind, owner, now))
+
+
+def _ci_token_id(kind: str, owner, now):
+    """The id of the token CI jobs get as CI_DEPLOY_USER/PASSWORD: project tokens only."""
+    token = deploy_tokens.find_ci_token(owner, now=now) if kind == "project" else None
+    return token.id if token else None
 
 
 @login_required
