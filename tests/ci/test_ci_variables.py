@@ -258,6 +258,7 @@ def test_secrets_never_reach_the_app_log(project, make, runner, fetch, app, capl
     assert "cannot decrypt" in logged
     for value in (secret, runner_secret, secret[5:], runner_secret[5:]):
         assert value not in logged
+    assert "[FILTERED]" not in logged  # not even scrubbed: never handed to a logger
 
 
 def test_undecryptable_token_is_a_500_not_a_silent_omission(project, make, runner, fetch, app):

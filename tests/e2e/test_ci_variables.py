@@ -102,3 +102,4 @@ def test_live_server_refuses_and_never_logs_secrets(live_server, ci_project, mak
     assert "/ci/variables" in log  # the requests were logged ...
     for value in (secret, runner_token, secret[5:], runner_token[5:]):
         assert value not in log  # ... and no credential with them
+    assert "[FILTERED]" not in log  # not even one that had to be scrubbed

@@ -121,6 +121,10 @@ def rotate(old_key: bytes, new_key: bytes) -> int:
     try:
         for model, attribute, aad_of in _columns():
             column = getattr(model, attribute)
+            if db.session.get_bind().dialect.name == "postgresql":
+                # No row may be added or changed under the old key while we rotate.
+                db.session.execute(sa.text(
+                    f'LOCK TABLE "{model.__tablename__}" IN SHARE ROW EXCLUSIVE MODE'))
             rows = db.session.scalars(
                 sa.select(model).where(column.is_not(None)).order_by(model.id).with_for_update())
             for row in rows:
