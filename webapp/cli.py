@@ -109,7 +109,7 @@ def tokens_create(full_path, name, scopes, username, expires_at):
     try:
         token, secret = deploy_tokens.create(
             owner, name=name, scopes=scopes.split(","), username=username, expires_at=expiry)
-    except DomainError as error:
+    except (DomainError, encryption.EncryptionKeyError) as error:
         _fail(error)
     click.echo(json.dumps({"id": token.id, "name": token.name, "username": token.username,
                            "token": secret, "scopes": token.scopes,

@@ -155,7 +155,7 @@ def test_variables_section_says_whether_jobs_get_the_deploy_pair(maintainer, mak
     assert "Jobs get no <code>CI_DEPLOY_USER</code>" in client.get(PAGE).get_data(as_text=True)
     _, username, secret = make.token(PROJECT, name="gitlab-deploy-token")
     html = client.get(PAGE).get_data(as_text=True)
-    assert f"Jobs get <code>CI_DEPLOY_USER</code> and <code>CI_DEPLOY_PASSWORD</code>" in html
+    assert "Jobs get <code>CI_DEPLOY_USER</code> and <code>CI_DEPLOY_PASSWORD</code>" in html
     assert username in html and secret not in html
 
 

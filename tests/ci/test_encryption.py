@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from webapp.config import _instance_secret
 from webapp.extensions import db
 from webapp.models import DeployToken
-from webapp.services import accounts, deploy_tokens, encryption
+from webapp.services import deploy_tokens, encryption
 
 from ..conftest import ENCRYPTION_KEY
 from .conftest import as_dict
@@ -244,3 +244,14 @@ def test_rotate_refuses_a_malformed_new_key(project, make, app, tmp_path):
                                                 str(bad)])
     assert result.exit_code == 1 and "32 random bytes" in result.output
     assert _row(app, token_id).token_encrypted == before
+
+
+def test_a_bad_key_creates_no_ci_token(project, app):
+    app.config["ENCRYPTION_KEY"] = "too-short"
+    result = app.test_cli_runner().invoke(args=[
+        "deploy-tokens", "create", PROJECT, "--name", "gitlab-deploy-token",
+        "--scopes", "read_repository"])
+    assert result.exit_code == 1 and "32 random bytes" in result.output
+    assert "Traceback" not in result.output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(DeployToken.id))) == 0

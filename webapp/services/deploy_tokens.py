@@ -91,7 +91,11 @@ def create(owner: Owner, *, name: Optional[str], scopes: list[str],
     if isinstance(owner, Project) and token.name == CI_TOKEN_NAME:
         # CI hands this one secret to jobs as CI_DEPLOY_PASSWORD, so it must be
         # recoverable; every other token keeps only the digest.
-        token.token_encrypted = encryption.encrypt(secret, secret_aad(token.id))
+        try:
+            token.token_encrypted = encryption.encrypt(secret, secret_aad(token.id))
+        except encryption.EncryptionKeyError:
+            db.session.rollback()  # no CI token without its recoverable secret
+            raise
     audit.record("deploy_token_created", token, actor=actor, ip=ip, name=token.name,
                  scopes=token.scopes, owner=owner.full_path, username=token.username)
     db.session.commit()
