@@ -1,4 +1,5 @@
 """Machine-facing blueprints: each request authenticates itself, no CSRF, no sessions."""
+from .ci import bp as ci_bp
 
 # Each protocol module appends its blueprint here as it lands.
-BLUEPRINTS = []
+BLUEPRINTS = [ci_bp]

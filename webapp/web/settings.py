@@ -42,10 +42,16 @@ def _render_panel(kind: str, owner, form: DeployTokenForm, *, new_token=None,
         or active.number > 1,
         active_count=active.total, active=active.items, page=active.number, pages=active.pages,
         inactive=deploy_tokens.list_for(owner, active=False, now=now), now=now,
-        scopes=SCOPES, timedelta=timedelta)
+        scopes=SCOPES, timedelta=timedelta, ci_token_id=_ci_token_id(kind, owner, now))
     # The panel may carry a secret: never keep it in a browser or proxy cache.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _ci_token_id(kind: str, owner, now):
+    """The id of the token CI jobs get as CI_DEPLOY_USER/PASSWORD: project tokens only."""
+    token = deploy_tokens.find_ci_token(owner, now=now) if kind == "project" else None
+    return token.id if token else None
 
 
 @login_required
