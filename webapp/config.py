@@ -13,6 +13,11 @@ DEFAULTS = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "PER_PAGE": 20,
+    # Container registry token service (/jwt/auth); REGISTRY_KEY/CERT default to keys/ in DATA_DIR.
+    "REGISTRY_URL": "127.0.0.1:5050",
+    "REGISTRY_SERVICE": "container_registry",
+    "REGISTRY_ISSUER": "gatehouse-issuer",
+    "REGISTRY_TOKEN_LIFETIME": 300,
 }
 
 
