@@ -76,6 +76,14 @@ def test_username_with_plus_is_matched_exactly(app, client, make, project):
         project: ["pull"]}
 
 
+def test_plus_in_a_raw_account_parameter_changes_nothing(app, client, make, project):
+    _, user, secret = make.token(project, ["read_registry"])
+    response = client.get(f"/jwt/auth?account={user}&service={SERVICE}"
+                          f"&scope=repository:{project}:pull", headers=basic(user, secret))
+    assert access(app, response) == {project: ["pull"]}
+    assert claims(app, response)["sub"] == user  # from the credentials, not `account`
+
+
 def test_bad_credentials_are_refused_with_the_gitlab_body(client, make, project):
     _, user, secret = make.token(project, ["read_registry"])
     for creds in [(user, secret + "x"), ("someone-else", secret), (user, ""),
@@ -195,6 +203,7 @@ def test_upper_case_project_paths_match_lower_case_names(app, client, make):
     "repository:tanuki:pull",                    # a group, not a project
     "repository:tanuki/nope:pull",
     "repository:Tanuki/Awesome_Project:pull",    # upper case: the registry refuses it
+    "repository:tanuki/awesome_project/" + "x/" * 200 + "x:pull",  # over 255 characters
     "",
     "repository",
 ])

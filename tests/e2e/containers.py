@@ -108,15 +108,13 @@ def registry_config(env: dict, listen: str) -> str:
 
 
 @contextmanager
-def docker_registry(binary: str, config_text: str, folder: Path):
-    """Run `docker-registry serve` with this config (its `http.addr` port) until exit."""
+def docker_registry(binary: str, config_text: str, folder: Path, port: int):
+    """Run `docker-registry serve` with this config (listening on `port`) until exit."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "config.yml"
     config.write_text(config_text)
-    addr = json.loads(next(line.split(":", 1)[1] for line in config_text.splitlines()
-                           if line.strip().startswith("addr:")))
     # distribution reads REGISTRY_* variables as config overrides: pass none of ours on.
     env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}
-    with running([binary, "serve", str(config)], port=int(addr.rsplit(":", 1)[1]), env=env,
+    with running([binary, "serve", str(config)], port=port, env=env,
                  log=folder / "registry.log") as proc:
         yield proc

@@ -23,7 +23,7 @@ def registry(live_server, tmp_path):
                GATEHOUSE_EXTERNAL_URL=live_server.url, GATEHOUSE_SECRET_KEY="live-test-secret")
     config = registry_config(env, f"127.0.0.1:{port}")
     assert f'realm: "{live_server.url}/jwt/auth"' in config
-    with docker_registry(binary, config, tmp_path / "registry"):
+    with docker_registry(binary, config, tmp_path / "registry", port):
         yield f"127.0.0.1:{port}"
 
 

@@ -35,6 +35,7 @@ from .policy import Action, Principal, can
 ACTIONS = {"pull": Action.READ_REGISTRY, "push": Action.WRITE_REGISTRY}
 REGISTRY_SCOPES = frozenset({"read_registry", "write_registry"})
 KEY_BITS = 3072
+MAX_NAME_LENGTH = 255  # the registry's own limit on repository names
 KEY_FILE, CERT_FILE = "registry.key", "registry.crt"
 
 
@@ -55,6 +56,8 @@ def parse_scope(raw: str) -> Optional[Scope]:
     kind, sep, rest = (raw or "").partition(":")
     name, sep2, actions = rest.rpartition(":")
     if kind != "repository" or not sep or not sep2 or not name or name != name.strip():
+        return None
+    if len(name) > MAX_NAME_LENGTH:
         return None
     if name.startswith("/") or name.endswith("/") or "//" in name:
         return None
