@@ -3,12 +3,11 @@ import base64
 import hashlib
 import re
 import threading
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import jwt
 import pytest
-from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -378,6 +377,15 @@ def test_config_command_prints_a_registry_config(app):
     assert f'rootdirectory: "{(Path(app.config["DATA_DIR"]) / "registry").resolve()}"' in out
     assert 'addr: "127.0.0.1:5055"' in out
     assert "proxy" not in out
+
+
+def test_config_command_reports_a_missing_configured_key(migrated, tmp_path):
+    app = create_app({"TESTING": True, "SECRET_KEY": "x", "SQLALCHEMY_DATABASE_URI": migrated,
+                      "REGISTRY_KEY": str(tmp_path / "nope.key"),
+                      "REGISTRY_CERT": str(tmp_path / "nope.crt")})
+    result = app.test_cli_runner().invoke(args=["registry", "config"])
+    assert result.exit_code == 1
+    assert "nope.key does not exist" in result.output
 
 
 def test_project_page_shows_registry_path_and_login(client, make, auth):

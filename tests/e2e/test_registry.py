@@ -1,9 +1,7 @@
 """The real CNCF registry (`docker-registry`) with Gatehouse as its token authority, via skopeo."""
-import base64
 import json
 import os
 from datetime import date
-from pathlib import Path
 
 import jwt
 import pytest

@@ -42,7 +42,7 @@ def credentials_accepted(principal: Principal) -> None:
 @bp.get("/jwt/auth")
 def auth():
     """Check the credentials, grant each requested scope what the policy allows, sign."""
-    service = current_app.config["REGISTRY_SERVICE"]
+    service = str(current_app.config["REGISTRY_SERVICE"])
     asked = request.args.get("service")
     if asked != service:
         # A registry configured with another service name would refuse our `aud` anyway.
@@ -87,4 +87,7 @@ def config_command(listen):
     """Print a config.yml for `docker-registry serve` that trusts Gatehouse's tokens."""
     url = str(current_app.config["REGISTRY_URL"])
     listen = listen or url.split("://", 1)[-1].split("/", 1)[0]
-    click.echo(registry.registry_config(listen), nl=False)
+    try:
+        click.echo(registry.registry_config(listen), nl=False)
+    except RuntimeError as error:  # a configured key that is missing, a key without cert
+        raise click.ClickException(str(error))

@@ -105,10 +105,10 @@ def issue(principal: Principal, access: list[dict], *,
     lifetime = int(config["REGISTRY_TOKEN_LIFETIME"])
     key = signing_key()
     claims = {
-        "iss": config["REGISTRY_ISSUER"],
+        "iss": str(config["REGISTRY_ISSUER"]),
         "sub": "" if principal.is_anonymous else principal.name,
         # distribution 2.8 refuses an `aud` given as a list: one string, the service.
-        "aud": config["REGISTRY_SERVICE"],
+        "aud": str(config["REGISTRY_SERVICE"]),
         "iat": int(now.timestamp()),
         "nbf": int(now.timestamp()),
         "exp": int((now + timedelta(seconds=lifetime)).timestamp()),
