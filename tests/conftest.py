@@ -22,6 +22,9 @@ from webapp.services import accounts, deploy_tokens
 from .support import ROOT, VENV_BIN, free_port, running
 
 PASSWORD = "correct-horse-battery"
+# The key for recoverable secrets (the CI deploy token), shared by the test app and the
+# live server so both read what the other wrote; tests never touch instance/.
+ENCRYPTION_KEY = "Z2F0ZWhvdXNlLXRlc3QtZW5jcnlwdGlvbi1rZXktMzI="  # base64 of 32 bytes
 
 
 def _admin_url(url: str) -> str:
@@ -65,7 +68,11 @@ def app(migrated, tmp_path):
         "SECRET_KEY": "test-secret-key",
         "SQLALCHEMY_DATABASE_URI": migrated,
         "DATA_DIR": str(tmp_path / "data"),
+        "DEMO_CREDENTIALS_FILE": str(tmp_path / "demo-credentials.txt"),
         "EXTERNAL_URL": "http://gatehouse.test",
+        "PASSWORD_HASH_METHOD": "pbkdf2:sha256:1000",  # fast; scrypt is tested once
+        "ENCRYPTION_KEY": ENCRYPTION_KEY,
+        "ENCRYPTION_KEY_FILE": str(tmp_path / "encryption_key"),
     })
     yield app
     with app.app_context():
@@ -201,6 +208,7 @@ def live_server(migrated, tmp_path):
                GATEHOUSE_SECRET_KEY="live-test-secret",
                GATEHOUSE_DATA_DIR=str(data),
                GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}",
+               GATEHOUSE_ENCRYPTION_KEY=ENCRYPTION_KEY,
                PYTHONUNBUFFERED="1")
     log = tmp_path / "gunicorn.log"
     cmd = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",

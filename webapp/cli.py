@@ -1,5 +1,7 @@
 """Operator commands: `flask --app wsgi <group> <command>`."""
+import base64
 import json
+import os
 import secrets
 from datetime import date
 from pathlib import Path
@@ -7,11 +9,11 @@ from pathlib import Path
 import click
 import sqlalchemy as sa
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from .extensions import db
 from .models import User
-from .services import accounts, deploy_tokens
+from .services import accounts, deploy_tokens, encryption, runners
 from .services.errors import DomainError, NotFound
 
 
@@ -32,6 +34,8 @@ groups = AppGroup("groups", help="Manage groups.")
 projects = AppGroup("projects", help="Manage projects.")
 members = AppGroup("members", help="Manage memberships.")
 tokens = AppGroup("deploy-tokens", help="Manage deploy tokens.")
+runner_tokens = AppGroup("runners", help="Manage the runner tokens of projects.")
+crypto = AppGroup("encryption", help="Manage the key that encrypts recoverable secrets.")
 
 
 @users.command("create")
@@ -105,7 +109,7 @@ def tokens_create(full_path, name, scopes, username, expires_at):
     try:
         token, secret = deploy_tokens.create(
             owner, name=name, scopes=scopes.split(","), username=username, expires_at=expiry)
-    except DomainError as error:
+    except (DomainError, encryption.EncryptionKeyError) as error:
         _fail(error)
     click.echo(json.dumps({"id": token.id, "name": token.name, "username": token.username,
                            "token": secret, "scopes": token.scopes,
@@ -137,11 +141,99 @@ def tokens_revoke(full_path, token_id):
     click.echo(f"Revoked deploy token {token.id} ({token.name})")
 
 
+def _project(full_path: str):
+    project = accounts.find_project(full_path)
+    if project is None:
+        _fail(NotFound(f"No project at '{full_path}'"))
+    return project
+
+
+@runner_tokens.command("create")
+@click.argument("full_path")
+@click.option("--description", default="", help="What runs with it, e.g. 'build host 1'.")
+def runners_create(full_path, description):
+    """Create a runner token for a project and print it as JSON (the only time it is shown)."""
+    project = _project(full_path)
+    try:
+        token, secret = runners.create(project, description=description)
+    except DomainError as error:
+        _fail(error)
+    click.echo(json.dumps({"id": token.id, "project": project.full_path,
+                           "description": token.description, "token": secret}))
+
+
+@runner_tokens.command("list")
+@click.argument("full_path")
+def runners_list(full_path):
+    """List a project's runner tokens as JSON lines (never the secrets)."""
+    for token in runners.list_for(_project(full_path)):
+        click.echo(json.dumps({
+            "id": token.id, "description": token.description, "revoked": token.revoked,
+            "created_at": _iso(token.created_at), "last_used_at": _iso(token.last_used_at),
+            "last_used_ip": token.last_used_ip}))
+
+
+@runner_tokens.command("revoke")
+@click.argument("full_path")
+@click.argument("token_id", type=int)
+def runners_revoke(full_path, token_id):
+    """Revoke a runner token of a project."""
+    try:
+        token = runners.revoke(_project(full_path), token_id)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Revoked runner token {token.id} ({token.label})")
+
+
+@crypto.command("rotate")
+@click.option("--new-key-file", required=True, type=click.Path(dir_okay=False),
+              help="File holding the new key (base64 of 32 bytes); generated (0600) if absent.")
+def encryption_rotate(new_key_file):
+    """Re-encrypt every stored ciphertext under a new key, in one transaction."""
+    path = Path(new_key_file)
+    try:
+        old_key = encryption.current_key()
+        if not path.exists():
+            from .config import _instance_secret
+            _instance_secret(path, make=encryption.new_key)
+            click.echo(f"Generated a new key in {path}")
+        new_key = encryption.parse_key(path.read_text(), source=str(path))
+        changed = encryption.rotate(old_key, new_key)
+    except (encryption.EncryptionKeyError, encryption.DecryptionError, OSError) as error:
+        _fail(error)
+    click.echo(f"Re-encrypted {changed} secret(s) from key {encryption.key_id(old_key)} "
+               f"to key {encryption.key_id(new_key)}.")
+    source = encryption.key_source()
+    if source == "config":
+        click.echo(f"Now set GATEHOUSE_ENCRYPTION_KEY to the contents of {path} and restart "
+                   "Gatehouse: until then CI jobs cannot get CI_DEPLOY_PASSWORD.")
+        return
+    try:
+        _replace_key_file(Path(source), new_key)
+    except OSError as error:
+        _fail(OSError(f"The database now uses the key in {path}, but writing it to {source} "
+                      f"failed ({error}): copy {path} to {source} by hand."))
+    click.echo(f"Wrote the new key to {source}; running servers use it from the next request. "
+               f"Delete {path} once you have stored the key safely elsewhere.")
+
+
+def _replace_key_file(target: Path, key: bytes) -> None:
+    """Swap the instance key file atomically, so no reader ever sees half a key."""
+    tmp = target.with_name(f".{target.name}.rotate.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(base64.b64encode(key).decode("ascii"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, target)
+
+
 def _iso(value):
     return value.strftime("%Y-%m-%dT%H:%M:%S.000Z") if value else None
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo():
     """Create demo users, groups and projects when the database has no users."""
     if db.session.scalar(sa.select(sa.func.count(User.id))):
@@ -165,7 +257,7 @@ def seed_demo():
             f"reporter (members of group tanuki), password: {password}\n"
             f"Deploy tokens: {url}/tanuki/awesome_project/-/settings/repository\n")
     # Kept (0600) beside the database so that `make run` can remind the operator later.
-    path = Path(current_app.instance_path) / "demo-credentials.txt"
+    path = Path(current_app.config["DEMO_CREDENTIALS_FILE"])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch(mode=0o600)
     path.write_text(text)
@@ -173,5 +265,5 @@ def seed_demo():
 
 
 def register(app) -> None:
-    for command in (users, groups, projects, members, tokens, seed_demo):
+    for command in (users, groups, projects, members, tokens, runner_tokens, crypto, seed_demo):
         app.cli.add_command(command)

@@ -13,6 +13,8 @@ DEFAULTS = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "PER_PAGE": 20,
+    # werkzeug's method string; tests use a cheap one, production keeps scrypt.
+    "PASSWORD_HASH_METHOD": "scrypt",
     # Container registry token service (/jwt/auth); REGISTRY_KEY/CERT default to keys/ in DATA_DIR.
     "REGISTRY_URL": "127.0.0.1:5050",
     "REGISTRY_SERVICE": "container_registry",
@@ -43,22 +45,35 @@ def load(app, config=None):
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
         app.config["SQLALCHEMY_DATABASE_URI"])
     app.config.setdefault("DATA_DIR", str(instance / "data"))
+    app.config.setdefault("DEMO_CREDENTIALS_FILE", str(instance / "demo-credentials.txt"))
     app.config["EXTERNAL_URL"] = app.config["EXTERNAL_URL"].rstrip("/")
+    # Read (and created) only when a recoverable secret is first encrypted or decrypted.
+    app.config.setdefault("ENCRYPTION_KEY_FILE", str(instance / "encryption_key"))
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
 
 
-def _instance_secret(path: Path) -> str:
-    """Read the session-signing key kept in instance/, creating it on first use."""
+def _instance_secret(path: Path, make=lambda: secrets.token_hex(32)) -> str:
+    """Read a key kept in instance/, creating it (0600) with `make()` on first use."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32)
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another worker won the race
-            return path.read_text().strip()
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = make()
+    # Written whole under a private name, then linked into place: link() fails if the
+    # file exists, so concurrent workers agree on one key and never read a half-file.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
         with os.fdopen(fd, "w") as f:
             f.write(key)
-        return key
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another worker won the race
+            return path.read_text().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
+    return key

@@ -31,6 +31,9 @@ class DeployToken(db.Model):
     # NULL means the default, gitlab+deploy-token-{id}, which needs the id first.
     custom_username: so.Mapped[Optional[str]] = so.mapped_column("username", sa.String(255))
     token_digest: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    # Only the project token named gitlab-deploy-token, whose secret CI hands to jobs,
+    # keeps it recoverable: AES-256-GCM (services/encryption.py). Every other: NULL.
+    token_encrypted: so.Mapped[Optional[str]] = so.mapped_column(sa.Text)
     read_repository: so.Mapped[bool] = so.mapped_column(default=False)
     read_registry: so.Mapped[bool] = so.mapped_column(default=False)
     write_registry: so.Mapped[bool] = so.mapped_column(default=False)

@@ -1,7 +1,8 @@
 """Machine-facing blueprints: each request authenticates itself, no CSRF, no sessions."""
+from .ci import bp as ci_bp
 
 # Each protocol module appends its blueprint here as it lands.
-BLUEPRINTS = []
+BLUEPRINTS = [ci_bp]
 
 from .registry_auth import bp as registry_auth_bp  # noqa: E402
 

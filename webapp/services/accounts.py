@@ -3,6 +3,7 @@ import re
 from typing import Optional, Union
 
 import sqlalchemy as sa
+from flask import current_app
 
 from ..extensions import db
 from ..models import AccessLevel, Group, Membership, Project, User, Visibility
@@ -44,7 +45,7 @@ def create_user(username: str, email: str, password: str, *, admin: bool = False
     if errors:
         raise Invalid(errors)
     user = User(username=username, email=email, is_admin=admin)
-    user.set_password(password)
+    user.set_password(password, current_app.config["PASSWORD_HASH_METHOD"])
     db.session.add(user)
     db.session.commit()
     return user

@@ -2,7 +2,7 @@
 from typing import Optional
 
 from ..models import User
-from . import accounts, deploy_tokens
+from . import accounts, deploy_tokens, runners
 from .policy import ANONYMOUS, Principal
 
 
@@ -32,6 +32,17 @@ def from_basic(username: str, password: str) -> Optional[Principal]:
     return None
 
 
+def for_runner(token) -> Principal:
+    return Principal("runner", name=f"runner-{token.id}", token_id=token.id,
+                     project_id=token.project_id)
+
+
+def from_runner_token(secret: Optional[str]) -> Optional[Principal]:
+    """Resolve a runner token (`Authorization: Bearer glrt-...`) to its project's runner."""
+    token = runners.find_active(secret)
+    return for_runner(token) if token is not None else None
+
+
 def from_deploy_token_secret(secret: str) -> Optional[Principal]:
     """Resolve a bare secret (a `Deploy-Token` header), where no username is sent."""
     token = deploy_tokens.find_active_by_secret(secret)
@@ -42,3 +53,5 @@ def record_use(principal: Principal, ip: Optional[str]) -> None:
     """Note a successful use of a token (throttled)."""
     if principal.kind == "deploy_token" and principal.token_id is not None:
         deploy_tokens.touch(principal.token_id, ip)
+    elif principal.kind == "runner" and principal.token_id is not None:
+        runners.touch(principal.token_id, ip)

@@ -11,7 +11,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import SCOPES, DeployToken, Group, Project, User, utcnow
-from . import audit
+from . import audit, encryption
 from .errors import Invalid, NotFound
 
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9.+_-]+$")
@@ -23,6 +23,11 @@ Owner = Union[Project, Group]
 def digest(secret: str) -> str:
     """Return the stored form of a secret: its SHA-256, hex."""
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def secret_aad(token_id: int) -> bytes:
+    """Associated data that binds a token's ciphertext to its own row."""
+    return b"deploy_tokens.token_encrypted:%d" % token_id
 
 
 def generate_secret() -> str:
@@ -82,7 +87,15 @@ def create(owner: Owner, *, name: Optional[str], scopes: list[str],
         **({"project_id": owner.id} if isinstance(owner, Project) else {"group_id": owner.id}),
     )
     db.session.add(token)
-    db.session.flush()  # the default username needs the id
+    db.session.flush()  # the default username and the ciphertext's binding need the id
+    if isinstance(owner, Project) and token.name == CI_TOKEN_NAME:
+        # CI hands this one secret to jobs as CI_DEPLOY_PASSWORD, so it must be
+        # recoverable; every other token keeps only the digest.
+        try:
+            token.token_encrypted = encryption.encrypt(secret, secret_aad(token.id))
+        except encryption.EncryptionKeyError:
+            db.session.rollback()  # no CI token without its recoverable secret
+            raise
     audit.record("deploy_token_created", token, actor=actor, ip=ip, name=token.name,
                  scopes=token.scopes, owner=owner.full_path, username=token.username)
     db.session.commit()
@@ -126,6 +139,27 @@ def revoke(owner: Owner, token_id: int, *, actor: Optional[User] = None,
                      scopes=token.scopes, owner=owner.full_path, username=token.username)
         db.session.commit()
     return token
+
+
+def find_ci_token(project: Project, *, now: Optional[datetime] = None
+                  ) -> Optional[DeployToken]:
+    """The project's active token named gitlab-deploy-token that CI exposes, if any.
+
+    Only a project's own token counts (never a group's). With several, the newest wins,
+    so a replacement can be created before the old one is revoked.
+    """
+    now = now or utcnow()
+    return db.session.scalar(
+        sa.select(DeployToken)
+        .where(DeployToken.project_id == project.id, DeployToken.name == CI_TOKEN_NAME,
+               DeployToken.token_encrypted.is_not(None), DeployToken.revoked.is_(False),
+               sa.or_(DeployToken.expires_at.is_(None), DeployToken.expires_at > now))
+        .order_by(DeployToken.id.desc()).limit(1))
+
+
+def reveal_ci_secret(token: DeployToken) -> str:
+    """Decrypt the secret of the CI token (raises encryption.DecryptionError)."""
+    return encryption.decrypt(token.token_encrypted, secret_aad(token.id))
 
 
 def covers(token: DeployToken, target: Owner) -> bool:

@@ -1,7 +1,8 @@
 """Browser-facing blueprints (HTML pages and HTMX partials)."""
 from .auth import bp as auth_bp
+from .ci_settings import bp as ci_settings_bp
 from .pages import bp as pages_bp
 from .settings import bp as settings_bp
 
 # settings before pages: its URLs are more specific than the catch-all project page.
-BLUEPRINTS = [auth_bp, settings_bp, pages_bp]
+BLUEPRINTS = [auth_bp, settings_bp, ci_settings_bp, pages_bp]

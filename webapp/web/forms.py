@@ -26,3 +26,7 @@ class DeployTokenForm(FlaskForm):
 
 for _scope, _description in SCOPES.items():
     setattr(DeployTokenForm, _scope, BooleanField(_scope, description=_description))
+
+
+class RunnerTokenForm(FlaskForm):
+    description = StringField("Description (optional)")

@@ -2,8 +2,8 @@
 from flask import Blueprint, abort, current_app, redirect, render_template, url_for
 
 from ..services import accounts
-from ..services.policy import Action, can
-from .render import principal
+from ..services.policy import Action, can, visible
+from .render import paginate, principal
 
 bp = Blueprint("pages", __name__)
 
@@ -12,8 +12,8 @@ bp = Blueprint("pages", __name__)
 def home():
     me = principal()
     return render_template("pages/dashboard.html",
-                           groups=accounts.visible_groups(me),
-                           projects=accounts.visible_projects(me))
+                           groups=paginate(accounts.visible_groups(me), 20, "groups_page"),
+                           projects=paginate(accounts.visible_projects(me), 20, "page"))
 
 
 @bp.route("/-/health")
@@ -25,12 +25,12 @@ def health():
 def group(full_path: str):
     me = principal()
     target = accounts.find_group(full_path)
-    if target is None or not can(me, Action.READ_PROJECT, target) and not _sees(me, target):
+    if target is None or not visible(me, target):
         abort(404)
     return render_template(
         "pages/group.html", group=target,
-        subgroups=[g for g in target.children if _sees(me, g)],
-        projects=[p for p in target.projects if _sees(me, p)],
+        subgroups=[g for g in target.children if visible(me, g)],
+        projects=[p for p in target.projects if visible(me, p)],
         can_manage=bool(can(me, Action.MANAGE_DEPLOY_TOKENS, target)))
 
 
@@ -49,7 +49,3 @@ def project(full_path: str):
         external_url=current_app.config["EXTERNAL_URL"],
         can_manage=bool(can(me, Action.MANAGE_DEPLOY_TOKENS, target)))
 
-
-def _sees(me, target) -> bool:
-    from ..services.policy import visible
-    return visible(me, target)

@@ -1,4 +1,8 @@
 """Page-or-fragment rendering and small helpers shared by the views."""
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
 from flask import make_response, render_template, request
 from flask_login import current_user
 
@@ -27,3 +31,18 @@ def principal() -> Principal:
 
 def client_ip() -> str:
     return request.remote_addr or ""
+
+
+@dataclass(frozen=True)
+class Page:
+    items: Sequence
+    number: int
+    pages: int
+    total: int
+
+
+def paginate(items: Sequence, per_page: int = 20, arg: str = "page") -> Page:
+    """Slice a list by the `?page=` argument, clamped to the pages that exist."""
+    pages = max(1, math.ceil(len(items) / per_page))
+    number = min(max(request.args.get(arg, 1, type=int), 1), pages)
+    return Page(items[(number - 1) * per_page: number * per_page], number, pages, len(items))

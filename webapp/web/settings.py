@@ -1,5 +1,4 @@
 """Settings › Repository › Deploy tokens, for projects and groups alike."""
-import math
 from datetime import timedelta
 
 from flask import Blueprint, abort, redirect, request, session, url_for
@@ -10,7 +9,7 @@ from ..services import accounts, deploy_tokens
 from ..services.errors import Invalid
 from ..services.policy import Action, can
 from .forms import DeployTokenForm
-from .render import client_ip, is_htmx, principal, render
+from .render import client_ip, is_htmx, paginate, principal, render
 
 bp = Blueprint("settings", __name__)
 
@@ -35,17 +34,24 @@ def _settings_url(kind: str, owner, **params) -> str:
 def _render_panel(kind: str, owner, form: DeployTokenForm, *, new_token=None,
                   expanded: bool = False, status: int = 200, notice: str = ""):
     now = utcnow()
-    active = deploy_tokens.list_for(owner, active=True, now=now)
-    pages = max(1, math.ceil(len(active) / PER_PAGE))
-    page = min(max(request.args.get("page", 1, type=int), 1), pages)
-    return render(
+    active = paginate(deploy_tokens.list_for(owner, active=True, now=now), PER_PAGE)
+    response = render(
         "settings/repository.html", "settings/_deploy_tokens.html", status=status,
         kind=kind, owner=owner, form=form, new_token=new_token, notice=notice,
-        expanded=expanded or bool(new_token) or bool(form.errors or form.scope_errors) or page > 1,
-        active_count=len(active), active=active[(page - 1) * PER_PAGE: page * PER_PAGE],
-        page=page, pages=pages,
+        expanded=expanded or bool(new_token) or bool(form.errors or form.scope_errors)
+        or active.number > 1,
+        active_count=active.total, active=active.items, page=active.number, pages=active.pages,
         inactive=deploy_tokens.list_for(owner, active=False, now=now), now=now,
-        scopes=SCOPES, timedelta=timedelta)
+        scopes=SCOPES, timedelta=timedelta, ci_token_id=_ci_token_id(kind, owner, now))
+    # The panel may carry a secret: never keep it in a browser or proxy cache.
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _ci_token_id(kind: str, owner, now):
+    """The id of the token CI jobs get as CI_DEPLOY_USER/PASSWORD: project tokens only."""
+    token = deploy_tokens.find_ci_token(owner, now=now) if kind == "project" else None
+    return token.id if token else None
 
 
 @login_required

@@ -1,0 +1,97 @@
+"""Runner tokens: create, list and revoke them; find the runner behind a secret."""
+import secrets
+from datetime import datetime, timedelta
+from typing import Optional
+
+import sqlalchemy as sa
+from flask import current_app
+
+from ..extensions import db
+from ..models import Project, RunnerToken, User, utcnow
+from . import audit
+from .deploy_tokens import digest
+from .errors import Invalid, NotFound
+
+PREFIX = "glrt-"  # GitLab's runner authentication token prefix
+DESCRIPTION_MAX = 255
+
+
+def generate_secret() -> str:
+    # 15 random bytes: 20 URL-safe characters, 120 bits, as for deploy tokens.
+    return PREFIX + secrets.token_urlsafe(15)
+
+
+def create(project: Project, *, description: Optional[str] = None,
+           actor: Optional[User] = None, ip: Optional[str] = None,
+           now: Optional[datetime] = None) -> tuple[RunnerToken, str]:
+    """Create a runner token for one project; return it with its secret, shown once."""
+    description = (description or "").strip()
+    if len(description) > DESCRIPTION_MAX:
+        raise Invalid({"description": [
+            f"Description is too long (maximum is {DESCRIPTION_MAX} characters)"]})
+    secret = generate_secret()
+    token = RunnerToken(project_id=project.id, description=description,
+                        token_digest=digest(secret), created_at=now or utcnow(),
+                        creator_id=actor.id if actor else None)
+    db.session.add(token)
+    db.session.flush()
+    audit.record("runner_token_created", token, actor=actor, ip=ip, owner=project.full_path,
+                 description=description)
+    db.session.commit()
+    return token, secret
+
+
+def list_for(project: Project, *, active: Optional[bool] = None) -> list[RunnerToken]:
+    """The project's runner tokens, newest first; `active` filters on revoked."""
+    query = (sa.select(RunnerToken).where(RunnerToken.project_id == project.id)
+             .order_by(RunnerToken.id.desc()))
+    if active is not None:
+        query = query.where(RunnerToken.revoked.is_(not active))
+    return list(db.session.scalars(query))
+
+
+def get_for(project: Project, token_id: int) -> RunnerToken:
+    token = db.session.scalar(sa.select(RunnerToken).where(
+        RunnerToken.project_id == project.id, RunnerToken.id == token_id))
+    if token is None:
+        raise NotFound("Runner not found")
+    return token
+
+
+def revoke(project: Project, token_id: int, *, actor: Optional[User] = None,
+           ip: Optional[str] = None, now: Optional[datetime] = None) -> RunnerToken:
+    """Revoke a runner token for good. Revoking a revoked token changes nothing."""
+    token = get_for(project, token_id)
+    if not token.revoked:
+        token.revoked = True
+        token.revoked_at = now or utcnow()
+        audit.record("runner_token_revoked", token, actor=actor, ip=ip,
+                     owner=project.full_path, description=token.description)
+        db.session.commit()
+    return token
+
+
+def find_active(secret: Optional[str]) -> Optional[RunnerToken]:
+    """Return the unrevoked runner token with this secret, or None."""
+    if not secret or not secret.startswith(PREFIX):
+        return None
+    # Looked up by the digest's index: nothing about the secret leaks through timing.
+    token = db.session.scalar(sa.select(RunnerToken).where(
+        RunnerToken.token_digest == digest(secret)))
+    if token is None or token.revoked:
+        return None
+    return token
+
+
+def touch(token_id: int, ip: Optional[str], *, now: Optional[datetime] = None) -> bool:
+    """Record a runner's contact, at most once per LAST_USED_INTERVAL."""
+    now = now or utcnow()
+    stale = now - timedelta(seconds=current_app.config["LAST_USED_INTERVAL"])
+    result = db.session.execute(
+        sa.update(RunnerToken)
+        .where(RunnerToken.id == token_id,
+               sa.or_(RunnerToken.last_used_at.is_(None), RunnerToken.last_used_at < stale))
+        .values(last_used_at=now, last_used_ip=ip)
+        .execution_options(synchronize_session=False))
+    db.session.commit()
+    return result.rowcount > 0
