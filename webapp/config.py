@@ -15,6 +15,11 @@ DEFAULTS = {
     "PER_PAGE": 20,
     # werkzeug's method string; tests use a cheap one, production keeps scrypt.
     "PASSWORD_HASH_METHOD": "scrypt",
+    # Container registry token service (/jwt/auth); REGISTRY_KEY/CERT default to keys/ in DATA_DIR.
+    "REGISTRY_URL": "127.0.0.1:5050",
+    "REGISTRY_SERVICE": "container_registry",
+    "REGISTRY_ISSUER": "gatehouse-issuer",
+    "REGISTRY_TOKEN_LIFETIME": 300,
 }
 
 

@@ -3,3 +3,7 @@ from .ci import bp as ci_bp
 
 # Each protocol module appends its blueprint here as it lands.
 BLUEPRINTS = [ci_bp]
+
+from .registry_auth import bp as registry_auth_bp  # noqa: E402
+
+BLUEPRINTS.append(registry_auth_bp)

@@ -1,0 +1,152 @@
+"""Benchmark: skopeo push/pull of a ~50 MB image through Gatehouse's token auth vs htpasswd.
+
+Two instances of the same `docker-registry` binary, each with its own storage: one with
+`auth.token` pointing at Gatehouse (gunicorn, SQLite), one with `auth.htpasswd`
+(bcrypt, cost 5 as `htpasswd -B`). Every round pushes a fresh random image to both, in
+alternating order, then pulls it back from both; the median ratio token/htpasswd is
+printed. Then `/jwt/auth` requests per second under gunicorn (threads, keep-alive).
+
+    .venv/bin/python -m bench.registry [--rounds 5] [--size-mb 50] [--auth-seconds 10]
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import requests
+
+from tests.e2e.containers import Skopeo, docker_registry, registry_config, write_image
+from tests.support import ROOT, VENV_BIN, free_port, running
+
+
+def flask(env, *args) -> str:
+    return subprocess.run([str(VENV_BIN / "flask"), "--app", "wsgi", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, check=True).stdout
+
+
+def htpasswd_line(user: str, password: str) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32))}"
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    result = run()
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"skopeo failed: {result.stderr}")
+    return elapsed
+
+
+def auth_rps(url: str, user: str, secret: str, scope: str, seconds: float, threads: int):
+    """Requests per second a few keep-alive clients get from `/jwt/auth` in `seconds`."""
+    counts, stop = [0] * threads, time.monotonic() + seconds
+
+    def client(i):
+        session = requests.Session()
+        session.auth = (user, secret)
+        params = {"service": "container_registry", "scope": scope, "account": user}
+        while time.monotonic() < stop:
+            response = session.get(f"{url}/jwt/auth", params=params, timeout=30)
+            assert response.status_code == 200, response.text
+            counts[i] += 1
+
+    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
+    start = time.monotonic()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(counts) / (time.monotonic() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--size-mb", type=int, default=50)
+    parser.add_argument("--auth-seconds", type=float, default=10)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+    binary, skopeo_bin = shutil.which("docker-registry"), shutil.which("skopeo")
+    if not binary or not skopeo_bin:
+        sys.exit("needs docker-registry and skopeo (make system-packages)")
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-registry-"))
+    try:
+        app_port, token_port, basic_port = free_port(), free_port(), free_port()
+        app_url = f"http://127.0.0.1:{app_port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+        env.update(DATABASE_URL=f"sqlite:///{tmp / 'gatehouse.db'}", GATEHOUSE_SECRET_KEY="bench",
+                   GATEHOUSE_DATA_DIR=str(tmp / "data"), GATEHOUSE_EXTERNAL_URL=app_url,
+                   GATEHOUSE_BIND=f"127.0.0.1:{app_port}", PYTHONUNBUFFERED="1")
+        flask(env, "db", "upgrade")
+        flask(env, "groups", "create", "bench")
+        flask(env, "projects", "create", "bench/app")
+        token = json.loads(flask(env, "deploy-tokens", "create", "bench/app", "--name", "bench",
+                                 "--scopes", "read_registry,write_registry"))
+        user, secret = token["username"], token["token"]
+
+        token_config = registry_config(env, f"127.0.0.1:{token_port}")
+        (tmp / "htpasswd").write_text(htpasswd_line(user, secret) + "\n")
+        basic_config = f"""version: 0.1
+log: {{level: info}}
+storage: {{filesystem: {{rootdirectory: "{tmp / 'basic-storage'}"}}}}
+http: {{addr: "127.0.0.1:{basic_port}"}}
+auth: {{htpasswd: {{realm: basic-realm, path: "{tmp / 'htpasswd'}"}}}}
+"""
+        gunicorn = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
+        with running(gunicorn, port=app_port, env=dict(env, GATEHOUSE_WORKERS="2"),
+                     log=tmp / "gunicorn.log"), \
+                docker_registry(binary, token_config, tmp / "token-registry", token_port), \
+                docker_registry(binary, basic_config, tmp / "basic-registry", basic_port):
+            modes = {"token": Skopeo(skopeo_bin, tmp / "sk-token", f"127.0.0.1:{token_port}"),
+                     "htpasswd": Skopeo(skopeo_bin, tmp / "sk-basic", f"127.0.0.1:{basic_port}")}
+            for sk in modes.values():
+                if sk.login(user, secret).returncode != 0:
+                    sys.exit(f"login to {sk.registry} failed")
+            times = {(m, op): [] for m in modes for op in ("push", "pull")}
+            for n in range(args.rounds):
+                layout = tmp / f"image-{n}"
+                write_image(layout, "v1", {"payload.bin": os.urandom(args.size_mb << 20)})
+                order = list(modes) if n % 2 == 0 else list(reversed(modes))
+                for mode in order:
+                    times[mode, "push"].append(timed(
+                        lambda: modes[mode].push(layout, "v1", f"bench/app/r{n}:v1", as_user=user)))
+                for mode in order:
+                    out = tmp / f"pulled-{mode}-{n}"
+                    times[mode, "pull"].append(timed(
+                        lambda: modes[mode].pull(f"bench/app/r{n}:v1", out, "v1", as_user=user)))
+                    shutil.rmtree(out)
+                shutil.rmtree(layout)
+                print(f"round {n + 1}: " + ", ".join(
+                    f"{m} {op} {times[m, op][-1]:.2f}s" for m in modes for op in ("push", "pull")),
+                    flush=True)
+            print(f"\n{args.size_mb} MB image, {args.rounds} rounds, median seconds:")
+            for op in ("push", "pull"):
+                token_s = statistics.median(times["token", op])
+                basic_s = statistics.median(times["htpasswd", op])
+                print(f"  {op}: token auth {token_s:.2f}s, htpasswd {basic_s:.2f}s, "
+                      f"ratio {token_s / basic_s:.2f}x")
+            ratios = [t / b for t, b in zip(times["token", "push"] + times["token", "pull"],
+                                            times["htpasswd", "push"] + times["htpasswd", "pull"])]
+            print(f"  median ratio of all operations: {statistics.median(ratios):.2f}x")
+            rps = auth_rps(app_url, user, secret, "repository:bench/app:pull,push",
+                           args.auth_seconds, args.threads)
+            print(f"\n/jwt/auth: {rps:.0f} requests/s (gunicorn 2 workers x 8 threads, "
+                  f"{args.threads} client threads, {os.cpu_count()} CPUs)")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""`GET /jwt/auth`: the token endpoint of the container registry (distribution's token auth).
+
+The registry answers an unauthenticated client with `401` and
+`WWW-Authenticate: Bearer realm="<us>/jwt/auth",service=...,scope=...`; the client
+(docker, skopeo) then asks us here, with basic auth when it holds credentials, for a
+token naming the repositories and actions it needs. `docker login` asks with no scope
+at all, just to check the credentials. We grant per scope exactly what the access
+policy allows and sign that subset; the registry enforces it.
+"""
+from typing import Optional
+
+import click
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from ..services import credentials, registry
+from ..services.policy import Principal
+from .auth import REALM, BadCredentials, principal_from_basic
+
+bp = Blueprint("registry_auth", __name__, cli_group="registry")
+
+
+def _error(status: int, code: str, message: str, headers: Optional[dict] = None) -> Response:
+    # The registry's own error shape, which docker prints as "<code>: <message>".
+    response = jsonify(errors=[{"code": code, "message": message}])
+    response.status_code = status
+    response.headers.update(headers or {})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def credentials_refused() -> Response:
+    """Answer a credential failure. Every one of them ends here (the place to count it)."""
+    return _error(401, "UNAUTHORIZED", "HTTP Basic: Access denied",
+                  {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+
+def credentials_accepted(principal: Principal) -> None:
+    """Note a successful authentication (last use of a token)."""
+    credentials.record_use(principal, request.remote_addr)
+
+
+@bp.get("/jwt/auth")
+def auth():
+    """Check the credentials, grant each requested scope what the policy allows, sign."""
+    service = str(current_app.config["REGISTRY_SERVICE"])
+    asked = request.args.get("service")
+    if asked != service:
+        # A registry configured with another service name would refuse our `aud` anyway.
+        return _error(400, "INVALID_REQUEST",
+                      f"unknown service {asked!r}: this token service signs for {service!r}"
+                      if asked else f"the service parameter is required ({service!r})")
+
+    try:
+        principal = principal_from_basic(request)
+    except BadCredentials:
+        return credentials_refused()
+
+    raw_scopes = request.args.getlist("scope")
+    if principal.kind == "deploy_token" and not registry.may_log_in(principal):
+        # As GitLab: a token without registry scopes has no business with the registry.
+        return _error(403, "DENIED", "access forbidden: this deploy token has no registry scope")
+    if not raw_scopes and principal.is_anonymous:
+        # A login check without credentials: ask for them (not a failed attempt).
+        return _error(401, "UNAUTHORIZED", "authentication required",
+                      {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+
+    access = []
+    for raw in raw_scopes:
+        scope = registry.parse_scope(raw)
+        if scope is None:
+            continue  # malformed, or a type we do not serve (registry:catalog:*): nothing
+        actions = registry.granted(principal, scope)
+        if actions:
+            access.append({"type": "repository", "name": scope.name, "actions": actions})
+
+    if not principal.is_anonymous:
+        credentials_accepted(principal)
+    response = jsonify(registry.issue(principal, access))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.cli.command("config")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Where the registry listens (default: GATEHOUSE_REGISTRY_URL).")
+def config_command(listen):
+    """Print a config.yml for `docker-registry serve` that trusts Gatehouse's tokens."""
+    url = str(current_app.config["REGISTRY_URL"])
+    listen = listen or url.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        click.echo(registry.registry_config(listen), nl=False)
+    except RuntimeError as error:  # a configured key that is missing, a key without cert
+        raise click.ClickException(str(error))
