@@ -17,9 +17,25 @@ def _wants_json() -> bool:
     return request.path.startswith(("/api/", "/jwt/", "/ci/"))
 
 
+# GitLab's wording under /api/v4 (clients match on these strings).
+API_MESSAGES = {400: "400 Bad request", 401: "401 Unauthorized", 403: "403 Forbidden",
+                404: "404 Not Found", 405: "405 Method Not Allowed",
+                413: "413 Request Entity Too Large", 500: "500 Internal Server Error"}
+
+
+def _json(status: int):
+    # No API route matched (the browser's project-page catch-all does not count): GitLab's
+    # catch-all route answers {"error": "404 Not Found"}; a wrong method gets the same shape.
+    if request.path.startswith("/api/") and request.blueprint in (None, "pages"):
+        return jsonify(error=API_MESSAGES.get(status, str(status))), status
+    if request.path.startswith("/api/"):
+        return jsonify(message=API_MESSAGES.get(status, str(status))), status
+    return jsonify(message=f"{status} {TITLES.get(status, '')}".strip()), status
+
+
 def _page(status: int, message: str = ""):
     if _wants_json():
-        return jsonify(message=f"{status} {TITLES.get(status, '')}".strip()), status
+        return _json(status)
     return render_template("errors/error.html", status=status, title=TITLES.get(status, "Error"),
                            message=message or MESSAGES.get(status, "")), status
 
