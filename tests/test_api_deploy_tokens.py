@@ -515,3 +515,23 @@ def test_api_errors_are_json_never_html(client, world, method, url, status, body
     assert response.status_code == status
     assert response.mimetype == "application/json"
     assert response.get_json() == body
+
+
+@pytest.mark.parametrize("rule", [
+    "/api/v4/projects/<path:project_id>/packages/generic/<name>",
+    "/api/v4/projects/<project_id>/packages/generic/<name>",
+])
+def test_more_specific_project_routes_of_other_blueprints_win(app, world, rule):
+    # The package registries live under /api/v4/projects/:id/ in their own blueprint;
+    # GET /projects/<path:ref> must not swallow their URLs.
+    app.add_url_rule(rule, "package_probe", lambda project_id, name: f"{project_id}|{name}",
+                     methods=["GET", "PUT"])
+    app.config["WTF_CSRF_ENABLED"] = False  # the probe is not in a protocol blueprint
+    client = app.test_client()
+    for method in ("get", "put"):
+        response = getattr(client, method)("/api/v4/projects/7/packages/generic/thing")
+        assert response.get_data(as_text=True) == "7|thing"
+    if "path:" in rule:
+        response = client.get(f"/api/v4/projects/{ENCODED}/packages/generic/thing")
+        assert response.get_data(as_text=True) == f"{PROJECT}|thing"
+    assert client.get(f"/api/v4/projects/{ENCODED}", headers=world.h()).status_code == 200
