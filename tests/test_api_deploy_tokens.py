@@ -394,6 +394,12 @@ def test_bearer_personal_access_token_works_like_private_token(client, world):
     assert response.status_code == 200
 
 
+def test_private_token_query_parameter_works_and_job_tokens_do_not(client, world):
+    assert client.get(f"/api/v4/user?private_token={world.key('maintainer')}").status_code == 200
+    response = client.get("/api/v4/user", headers={"Job-Token": "glcbt-whatever"})
+    assert response.status_code == 401
+
+
 @pytest.mark.parametrize("state", ["unknown", "revoked", "expired"])
 def test_an_invalid_personal_access_token_is_401_even_for_public_reads(client, world, make, state):
     make.project("tanuki/website", visibility="public")
