@@ -513,14 +513,16 @@ def test_project_endpoint_visibility(client, world, make):
 @pytest.mark.parametrize("method, url, status, body", [
     ("get", "/api/v4/no_such_thing", 404, {"error": "404 Not Found"}),
     ("get", "/api/v4/projects", 404, {"error": "404 Not Found"}),
-    ("put", "/api/v4/version", 405, {"error": "405 Method Not Allowed"}),
-    ("patch", f"/api/v4/projects/{ENCODED}/deploy_tokens/1", 405, {"error": "405 Method Not Allowed"}),
+    ("put", "/api/v4/version", 405, {"error": "405 Not Allowed"}),
+    ("patch", f"/api/v4/projects/{ENCODED}/deploy_tokens/1", 405, {"error": "405 Not Allowed"}),
 ])
 def test_api_errors_are_json_never_html(client, world, method, url, status, body):
     response = getattr(client, method)(url, headers=world.h())
     assert response.status_code == status
     assert response.mimetype == "application/json"
     assert response.get_json() == body
+    if status == 405:
+        assert "GET" in response.headers["Allow"]
 
 
 @pytest.mark.parametrize("rule", [
