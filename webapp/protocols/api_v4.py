@@ -69,8 +69,8 @@ def caller() -> Principal:
     Any other credential (basic auth, Deploy-Token, Job-Token, a deploy token sent as a
     bearer token or PRIVATE-TOKEN) is refused with 401 rather than ignored.
     """
-    if "principal" in g:
-        return g.principal
+    if "api_principal" in g:
+        return g.api_principal
     secret = _personal_access_token_sent()
     if secret is not None:
         principal = credentials.from_personal_access_token(secret)
@@ -82,7 +82,7 @@ def caller() -> Principal:
         raise _unauthorized()
     else:
         principal = ANONYMOUS
-    g.principal = principal
+    g.api_principal = principal
     return principal
 
 
