@@ -472,8 +472,9 @@ def test_user_endpoint(client, world):
     assert {"id", "name", "state", "web_url", "email"} <= set(body)
 
 
-def test_version_endpoint(client, world):
-    body = client.get("/api/v4/version", headers=world.h()).get_json()
+@pytest.mark.parametrize("path", ["/api/v4/version", "/api/v4/metadata"])
+def test_version_endpoint(client, world, path):
+    body = client.get(path, headers=world.h()).get_json()
     assert re.match(r"^\d+\.\d+\.\d+", body["version"]) and "revision" in body
 
 

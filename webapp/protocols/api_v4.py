@@ -279,6 +279,7 @@ def _expiry(raw: Optional[str]) -> Optional[datetime]:
 # ---------------------------------------------------------------- endpoints
 
 @bp.get("/version")
+@bp.get("/metadata")  # the newer name; Terraform's provider asks for it first
 def version():
     signed_in()
     return jsonify(version=GITLAB_VERSION, revision="gatehouse", enterprise=False,
