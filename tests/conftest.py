@@ -161,6 +161,22 @@ class Factory:
             return token.id, token.username, secret
 
 
+    def pat(self, user, scopes=("api",), *, name="api", expires_at=None, revoked=False) -> str:
+        """Create a personal access token for a user (or username); return its secret."""
+        from webapp.services import personal_access_tokens
+        with self.app.app_context():
+            owner = accounts.find_user(getattr(user, "username", user))
+            now = None
+            if expires_at is not None and expires_at <= deploy_tokens.utcnow():
+                from datetime import timedelta
+                now = expires_at - timedelta(days=1)
+            token, secret = personal_access_tokens.create(
+                owner, name=name, scopes=list(scopes), expires_at=expires_at, now=now)
+            if revoked:
+                personal_access_tokens.revoke(owner, token.id)
+            return secret
+
+
 def _detached(obj):
     """Keep the loaded columns usable after the session closes."""
     _db.session.refresh(obj)

@@ -13,7 +13,7 @@ from flask.cli import AppGroup, with_appcontext
 
 from .extensions import db
 from .models import User
-from .services import accounts, deploy_tokens, encryption, runners
+from .services import accounts, deploy_tokens, encryption, personal_access_tokens, runners
 from .services.errors import DomainError, NotFound
 
 
@@ -50,6 +50,30 @@ def users_create(username, email, password, admin):
     except DomainError as error:
         _fail(error)
     click.echo(f"Created user {user.username} (id {user.id}){' as admin' if admin else ''}")
+
+
+@users.command("token")
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--scopes", required=True, help="Comma-separated: api and/or read_api.")
+@click.option("--expires-at", help="YYYY-MM-DD; the token stops working at 00:00 UTC that day.")
+def users_token(username, name, scopes, expires_at):
+    """Create a personal access token for the REST API and print it (shown only once)."""
+    user = accounts.find_user(username)
+    if user is None:
+        _fail(NotFound(f"No user '{username}'"))
+    expiry = None
+    if expires_at:
+        try:
+            expiry = deploy_tokens.expiry_from_date(date.fromisoformat(expires_at))
+        except ValueError:
+            _fail(ValueError(f"--expires-at '{expires_at}' is not a date (use YYYY-MM-DD)"))
+    try:
+        _, secret = personal_access_tokens.create(user, name=name, scopes=scopes.split(","),
+                                                  expires_at=expiry)
+    except DomainError as error:
+        _fail(error)
+    click.echo(secret)
 
 
 @groups.command("create")

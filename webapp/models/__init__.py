@@ -2,10 +2,12 @@
 from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
 from .audit import AuditEvent
 from .deploy_tokens import SCOPES, DeployToken
+from .personal_access_tokens import PAT_SCOPES, PersonalAccessToken
 from .runners import RunnerToken
 from .types import UTCDateTime, utcnow
 
 __all__ = [
-    "AccessLevel", "AuditEvent", "DeployToken", "Group", "Membership", "Project",
-    "RunnerToken", "SCOPES", "User", "UTCDateTime", "Visibility", "utcnow",
+    "AccessLevel", "AuditEvent", "DeployToken", "Group", "Membership", "PAT_SCOPES",
+    "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User", "UTCDateTime",
+    "Visibility", "utcnow",
 ]

@@ -48,6 +48,9 @@ class DeployToken(db.Model):
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
     last_used_at: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
     last_used_ip: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64))
+    # Set when the token is deleted through the API: GitLab destroys the row, we keep it
+    # (revoked and hidden from every listing) so that its audit trail still resolves.
+    deleted_at: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
 
     project: so.Mapped[Optional[Project]] = so.relationship()
     group: so.Mapped[Optional[Group]] = so.relationship()

@@ -7,3 +7,7 @@ BLUEPRINTS = [ci_bp]
 from .registry_auth import bp as registry_auth_bp  # noqa: E402
 
 BLUEPRINTS.append(registry_auth_bp)
+
+from .api_v4 import bp as api_v4_bp  # noqa: E402
+
+BLUEPRINTS.append(api_v4_bp)

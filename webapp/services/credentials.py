@@ -2,7 +2,7 @@
 from typing import Optional
 
 from ..models import User
-from . import accounts, deploy_tokens, runners
+from . import accounts, deploy_tokens, personal_access_tokens, runners
 from .policy import ANONYMOUS, Principal
 
 
@@ -49,9 +49,23 @@ def from_deploy_token_secret(secret: str) -> Optional[Principal]:
     return for_deploy_token(token) if token is not None else None
 
 
+def from_personal_access_token(secret: str) -> Optional[Principal]:
+    """Resolve a `PRIVATE-TOKEN` / bearer secret to its active token's user, or None."""
+    token = personal_access_tokens.find_active_by_secret(secret)
+    if token is None:
+        return None
+    user = token.user
+    return Principal("personal_access_token", name=user.username, user_id=user.id,
+                     is_admin=user.is_admin, token_id=token.id, scopes=frozenset(token.scopes))
+
+
 def record_use(principal: Principal, ip: Optional[str]) -> None:
     """Note a successful use of a token (throttled)."""
-    if principal.kind == "deploy_token" and principal.token_id is not None:
+    if principal.token_id is None:
+        return
+    if principal.kind == "deploy_token":
         deploy_tokens.touch(principal.token_id, ip)
     elif principal.kind == "runner" and principal.token_id is not None:
         runners.touch(principal.token_id, ip)
+    elif principal.kind == "personal_access_token":
+        personal_access_tokens.touch(principal.token_id, ip)

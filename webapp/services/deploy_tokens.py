@@ -108,21 +108,30 @@ def _owned_by(owner: Owner):
     return DeployToken.group_id == owner.id
 
 
-def list_for(owner: Owner, *, active: Optional[bool] = None,
-             now: Optional[datetime] = None) -> list[DeployToken]:
-    """The owner's tokens, newest first; `active` filters on revoked and expiry."""
+def select_tokens(owner: Optional[Owner] = None, *, active: Optional[bool] = None,
+                  now: Optional[datetime] = None, newest_first: bool = True) -> sa.Select:
+    """A query for the tokens of `owner` (of everyone when None), deleted ones left out."""
     now = now or utcnow()
-    query = sa.select(DeployToken).where(_owned_by(owner)).order_by(DeployToken.id.desc())
+    query = sa.select(DeployToken).where(DeployToken.deleted_at.is_(None)).order_by(
+        DeployToken.id.desc() if newest_first else DeployToken.id)
+    if owner is not None:
+        query = query.where(_owned_by(owner))
     if active is not None:
         live = sa.and_(DeployToken.revoked.is_(False),
                        sa.or_(DeployToken.expires_at.is_(None), DeployToken.expires_at > now))
         query = query.where(live if active else sa.not_(live))
-    return list(db.session.scalars(query))
+    return query
+
+
+def list_for(owner: Owner, *, active: Optional[bool] = None,
+             now: Optional[datetime] = None) -> list[DeployToken]:
+    """The owner's tokens, newest first; `active` filters on revoked and expiry."""
+    return list(db.session.scalars(select_tokens(owner, active=active, now=now)))
 
 
 def get_for(owner: Owner, token_id: int) -> DeployToken:
     token = db.session.scalar(sa.select(DeployToken).where(
-        _owned_by(owner), DeployToken.id == token_id))
+        _owned_by(owner), DeployToken.id == token_id, DeployToken.deleted_at.is_(None)))
     if token is None:
         raise NotFound("Deploy token not found")
     return token
@@ -160,6 +169,24 @@ def find_ci_token(project: Project, *, now: Optional[datetime] = None
 def reveal_ci_secret(token: DeployToken) -> str:
     """Decrypt the secret of the CI token (raises encryption.DecryptionError)."""
     return encryption.decrypt(token.token_encrypted, secret_aad(token.id))
+
+
+def destroy(owner: Owner, token_id: int, *, actor: Optional[User] = None,
+            ip: Optional[str] = None, now: Optional[datetime] = None) -> DeployToken:
+    """Delete a token as GitLab's API does: it stops working and leaves every listing.
+
+    The row stays, revoked and marked deleted, so its audit events keep their target.
+    """
+    now = now or utcnow()
+    token = get_for(owner, token_id)
+    if not token.revoked:
+        token.revoked = True
+        token.revoked_at = now
+    token.deleted_at = now
+    audit.record("deploy_token_destroyed", token, actor=actor, ip=ip, name=token.name,
+                 scopes=token.scopes, owner=owner.full_path, username=token.username)
+    db.session.commit()
+    return token
 
 
 def covers(token: DeployToken, target: Owner) -> bool:

@@ -3,6 +3,7 @@ from .auth import bp as auth_bp
 from .ci_settings import bp as ci_settings_bp
 from .pages import bp as pages_bp
 from .settings import bp as settings_bp
+from .user_settings import bp as user_settings_bp
 
 # settings before pages: its URLs are more specific than the catch-all project page.
-BLUEPRINTS = [auth_bp, settings_bp, ci_settings_bp, pages_bp]
+BLUEPRINTS = [auth_bp, settings_bp, ci_settings_bp, user_settings_bp, pages_bp]

@@ -17,9 +17,29 @@ def _wants_json() -> bool:
     return request.path.startswith(("/api/", "/jwt/", "/ci/"))
 
 
-def _page(status: int, message: str = ""):
+# GitLab's wording under /api/v4 (clients match on these strings).
+API_MESSAGES = {400: "400 Bad request", 401: "401 Unauthorized", 403: "403 Forbidden",
+                404: "404 Not Found", 405: "405 Not Allowed",
+                413: "413 Request Entity Too Large", 500: "500 Internal Server Error"}
+
+
+def _json(status: int, error=None):
+    # No API route matched (the browser's project-page catch-all does not count): GitLab's
+    # catch-all route answers {"error": "404 Not Found"}, a wrong method
+    # {"error": "405 Not Allowed"} with an Allow header.
+    headers = {}
+    if getattr(error, "valid_methods", None):
+        headers["Allow"] = ", ".join(error.valid_methods)
+    if request.path.startswith("/api/") and request.blueprint in (None, "pages"):
+        return jsonify(error=API_MESSAGES.get(status, str(status))), status, headers
+    if request.path.startswith("/api/"):
+        return jsonify(message=API_MESSAGES.get(status, str(status))), status, headers
+    return jsonify(message=f"{status} {TITLES.get(status, '')}".strip()), status, headers
+
+
+def _page(status: int, message: str = "", error=None):
     if _wants_json():
-        return jsonify(message=f"{status} {TITLES.get(status, '')}".strip()), status
+        return _json(status, error)
     return render_template("errors/error.html", status=status, title=TITLES.get(status, "Error"),
                            message=message or MESSAGES.get(status, "")), status
 
@@ -37,4 +57,4 @@ def register(app) -> None:
         return _page(error.status, str(error))
 
     for status in (400, 403, 404, 405, 413, 500):
-        app.register_error_handler(status, lambda e, s=status: _page(s))
+        app.register_error_handler(status, lambda e, s=status: _page(s, error=e))

@@ -3,7 +3,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, PasswordField, StringField
 from wtforms.validators import DataRequired, Optional
 
-from ..models import SCOPES
+from ..models import PAT_SCOPES, SCOPES
 
 
 class SignInForm(FlaskForm):
@@ -30,3 +30,16 @@ for _scope, _description in SCOPES.items():
 
 class RunnerTokenForm(FlaskForm):
     description = StringField("Description (optional)")
+
+
+class PersonalAccessTokenForm(FlaskForm):
+    name = StringField("Token name")
+    expires_at = DateField("Expiration date (optional)", validators=[Optional()], format="%Y-%m-%d")
+    scope_errors: list[str] = []
+
+    def selected_scopes(self) -> list[str]:
+        return [scope for scope in PAT_SCOPES if getattr(self, scope).data]
+
+
+for _scope, _description in PAT_SCOPES.items():
+    setattr(PersonalAccessTokenForm, _scope, BooleanField(_scope, description=_description))
