@@ -6,6 +6,7 @@ and dropped afterwards, so runs never share state.
 """
 import os
 import re
+import signal
 import sys
 import uuid
 from datetime import date
@@ -230,7 +231,7 @@ def live_server(migrated, tmp_path):
     cmd = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
            "--no-control-socket", "--timeout", "120", "--config", str(ROOT / "gunicorn.conf.py"),
            "wsgi:app"]
-    with running(cmd, port=port, env=env, log=log) as proc:
+    with running(cmd, port=port, env=env, log=log, stop_signal=signal.SIGINT) as proc:
         yield LiveServer(f"http://127.0.0.1:{port}", port, proc, log, data)
 
 

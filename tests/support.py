@@ -1,6 +1,7 @@
 """Helpers shared by the unit, web and end-to-end tests."""
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -52,8 +53,13 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
 
 
 @contextmanager
-def running(cmd: list[str], *, port: int, env: dict, log: Path, cwd: Path = ROOT):
-    """Start a server process, wait for its port, and stop it afterwards."""
+def running(cmd: list[str], *, port: int, env: dict, log: Path, cwd: Path = ROOT,
+            stop_signal: int = signal.SIGTERM):
+    """Start a server process, wait for its port, and stop it afterwards.
+
+    gunicorn takes SIGINT as "quit now"; SIGTERM makes it wait for idle keep-alive
+    connections, which costs seconds per test.
+    """
     with open(log, "ab") as out:
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -61,7 +67,7 @@ def running(cmd: list[str], *, port: int, env: dict, log: Path, cwd: Path = ROOT
         wait_for_port(port, proc, log=log)
         yield proc
     finally:
-        proc.terminate()
+        proc.send_signal(stop_signal)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
