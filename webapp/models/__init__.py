@@ -1,10 +1,11 @@
 """The database models: columns, relationships and pure properties only."""
 from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
 from .audit import AuditEvent
+from .auth_ban import AuthFailure
 from .deploy_tokens import SCOPES, DeployToken
 from .types import UTCDateTime, utcnow
 
 __all__ = [
-    "AccessLevel", "AuditEvent", "DeployToken", "Group", "Membership", "Project",
+    "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "Group", "Membership", "Project",
     "SCOPES", "User", "UTCDateTime", "Visibility", "utcnow",
 ]
