@@ -178,7 +178,7 @@ def _widen_pipe(pipe) -> None:
 def _feed(body, stdin) -> None:
     try:
         while True:
-            chunk = body.read(65536)
+            chunk = body.read(CHUNK)
             if not chunk:
                 break
             stdin.write(chunk)
