@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from webapp.extensions import db
-from webapp.models import DeployToken
+from webapp.models import AuthFailure, DeployToken
 
 from ..conftest import PASSWORD
-from ..support import ROOT, VENV_BIN, free_port, peak_rss_mb, require_binary, running
+from ..support import (ROOT, VENV_BIN, free_port, peak_rss_mb, redis_server,
+                       require_binary, running)
 
 
 class Server:
@@ -30,8 +31,17 @@ class Server:
         creds = f"{username}:{password}@" if username is not None else ""
         return f"http://{creds}{host}/{full_path}.git"
 
-    def access_log(self) -> list[str]:
-        return [line for line in self.log.read_text().splitlines() if '"git/' in line]
+    def statuses(self, count: int) -> list[str]:
+        """The statuses of the first `count` git requests in the access log.
+
+        gunicorn writes a log line after the response has gone out, so wait for it.
+        """
+        deadline = time.monotonic() + 10
+        while True:
+            lines = [line for line in self.log.read_text().splitlines() if '"git/' in line]
+            if len(lines) >= count or time.monotonic() > deadline:
+                return [line.split('" ')[1].split()[0] for line in lines[:count]]
+            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -53,6 +63,13 @@ def serve(app, migrated, tmp_path):
             proc = stack.enter_context(running(cmd, port=port, env=env, log=log))
             return Server(f"http://127.0.0.1:{port}", port, proc, log)
         yield start
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    (tmp_path / "redis").mkdir()
+    with redis_server(tmp_path / "redis") as url:
+        yield url
 
 
 class Git:
@@ -109,8 +126,7 @@ def test_clone_with_a_read_repository_token(app, make, git, serve, tmp_path):
                  str(tmp_path / "clone"))
     assert (tmp_path / "clone" / "README.md").read_text() == "hello\n"
     # git asked anonymously first, was challenged, and retried with the token.
-    statuses = [line.split('" ')[1].split()[0] for line in server.access_log()]
-    assert statuses[:2] == ["401", "200"]
+    assert server.statuses(2) == ["401", "200"]
     # The token's use is recorded (the panel's Last used column reads these).
     with app.app_context():
         token = db.session.get(DeployToken, token_id)
@@ -141,7 +157,7 @@ def test_wrong_secret_or_wrong_username_is_refused(app, make, git, serve, tmp_pa
         assert "remote: HTTP Basic: Access denied" in result.stderr
         assert "Authentication failed" in result.stderr
         assert not (tmp_path / "c").exists()
-    assert [line.split('" ')[1].split()[0] for line in server.access_log()] == ["401"] * 4
+    assert server.statuses(4) == ["401"] * 4
 
 
 def test_revoked_expired_scopeless_and_other_project_tokens_are_refused(
@@ -229,12 +245,16 @@ def test_a_deploy_token_cannot_push_and_git_says_why(app, make, git, serve):
     assert "403" in result.stderr
 
 
+@pytest.mark.parametrize("backend", ["database", "redis"])
 def test_the_ban_trips_after_the_configured_failures_and_lifts_after_the_ban_time(
-        app, make, git, serve, tmp_path):
+        app, make, git, serve, request, backend):
     make.project("tanuki/p")
     seed(git, app, "tanuki/p")
     _, username, secret = make.token("tanuki/p")
-    server = serve(AUTH_BAN_MAX_RETRY=3, AUTH_BAN_FIND_TIME=60, AUTH_BAN_TIME=2)
+    settings = {"REDIS_URL": request.getfixturevalue("redis_url")} if backend == "redis" else {}
+    # Two workers: the count must be shared between them to trip at exactly 3.
+    server = serve(workers=2, AUTH_BAN_MAX_RETRY=3, AUTH_BAN_FIND_TIME=60, AUTH_BAN_TIME=2,
+                   **settings)
     good = server.remote("tanuki/p", username, secret)
     bad = server.remote("tanuki/p", username, "gldt-wrongwrongwrongwron")
 
@@ -244,6 +264,8 @@ def test_the_ban_trips_after_the_configured_failures_and_lifts_after_the_ban_tim
     banned = git("ls-remote", good, check=False)
     assert banned.returncode != 0
     assert "remote: Too many failed authentication attempts from this IP" in banned.stderr
+    with app.app_context():  # the counters are where the settings put them
+        assert (db.session.get(AuthFailure, "127.0.0.1") is not None) == (backend == "database")
 
     deadline = time.monotonic() + 30
     while True:
