@@ -1,6 +1,7 @@
 """Git smart HTTP at the HTTP level (Flask test client): routing, auth answers, the ban,
 what reaches git http-backend, the repository each project owns, the clone box."""
 import base64
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from webapp.models import AuthFailure, Project
 from webapp.protocols import git_http
 from webapp.services import accounts, repositories
 from webapp.services.errors import Invalid
+from webapp.services.policy import Principal
 
 from .conftest import PASSWORD
 
@@ -100,7 +102,6 @@ def test_an_invalid_project_creates_no_directory(app, make, ctx):
 def test_a_project_without_a_repository_gets_one_on_first_use(app, make, client):
     make.project("tanuki/old", visibility="public")
     repo = repo_dir(app, "tanuki/old")
-    import shutil
     shutil.rmtree(repo)
     response = client.get(INFO_REFS.format("tanuki/old"))
     assert response.status_code == 200
@@ -282,7 +283,6 @@ def test_the_cgi_environment_carries_protocol_and_encoding_but_no_credentials(ap
     headers = {**basic("alice", "s3cret"), "Git-Protocol": "version=2",
                "Content-Encoding": "gzip", "Content-Type": "application/x-git-upload-pack-request",
                "Cookie": "session=abc"}
-    from webapp.services.policy import Principal
     with app.test_request_context("/tanuki/p.git/git-upload-pack", method="POST",
                                   headers=headers, data=b"0000"):
         env = git_http._cgi_environment("/tanuki/p.git/git-upload-pack",
