@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -74,11 +75,12 @@ def started(cmd, log: Path, env=None, port=None, path=None, umask=None):
         wait_for(port=port, path=path, proc=proc)
         yield proc
     finally:
-        proc.terminate()
+        # The whole session: fcgiwrap's and gunicorn's children too.
+        os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
