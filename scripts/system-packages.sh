@@ -12,6 +12,7 @@ declare -A NEEDED=(
   [node]=nodejs
   [npm]=npm
   [curl]=curl
+  [redis-server]=redis-server
 )
 
 missing=()

@@ -219,7 +219,7 @@ def auth(client):
 def live_server(migrated, tmp_path):
     """The app under gunicorn on a loopback port, sharing the test database."""
     port = free_port()
-    data = tmp_path / "server-data"
+    data = tmp_path / "data"  # the same DATA_DIR as the app fixture: one set of repositories
     env = dict(os.environ,
                DATABASE_URL=migrated,
                GATEHOUSE_SECRET_KEY="live-test-secret",

@@ -81,3 +81,14 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+@contextmanager
+def redis_server(tmp_dir: Path):
+    """A private, throwaway redis-server on a free loopback port; yields its URL."""
+    binary = require_binary("redis-server")
+    port = free_port()
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no", "--dir", str(tmp_dir)]
+    with running(cmd, port=port, env=dict(os.environ), log=tmp_dir / "redis.log"):
+        yield f"redis://127.0.0.1:{port}/0"

@@ -420,3 +420,48 @@ def test_project_page_shows_registry_path_and_login(client, make, auth):
     page = client.get("/Tanuki/Awesome").get_data(as_text=True)
     assert "127.0.0.1:5050/tanuki/awesome" in page
     assert "docker login 127.0.0.1:5050" in page
+
+
+# --- the failed-authentication ban, shared with git ---------------------------------------
+
+@pytest.fixture
+def small_ban(app):
+    app.config.update(AUTH_BAN_MAX_RETRY=3, AUTH_BAN_FIND_TIME=60, AUTH_BAN_TIME=3600)
+
+
+def test_failures_on_jwt_auth_ban_the_ip_before_any_credential_check(app, client, make, project, small_ban):
+    _, username, secret = make.token(project, ["read_registry"])
+    for _ in range(3):
+        assert ask(client, creds=(username, "gldt-wrongwrongwrongwron")).status_code == 401
+    banned = ask(client, f"repository:{project}:pull", creds=(username, secret))
+    assert banned.status_code == 403
+    assert banned.get_json()["errors"][0]["code"] == "DENIED"
+    assert "Too many failed authentication attempts" in banned.get_json()["errors"][0]["message"]
+    # The same ban closes git to that IP.
+    git = client.get(f"/{project}.git/info/refs?service=git-upload-pack",
+                     headers=basic(username, secret))
+    assert git.status_code == 403
+
+
+def test_git_failures_count_towards_the_registry_ban(app, client, make, project, small_ban):
+    _, username, secret = make.token(project, ["read_registry", "read_repository"])
+    for _ in range(3):
+        client.get(f"/{project}.git/info/refs?service=git-upload-pack",
+                   headers=basic(username, "gldt-wrongwrongwrongwron"))
+    assert ask(client, creds=(username, secret)).status_code == 403
+
+
+def test_a_success_resets_the_count(app, client, make, project, small_ban):
+    _, username, secret = make.token(project, ["read_registry"])
+    for _ in range(2):
+        ask(client, creds=(username, "gldt-wrongwrongwrongwron"))
+    assert ask(client, creds=(username, secret)).status_code == 200
+    for _ in range(2):
+        ask(client, creds=(username, "gldt-wrongwrongwrongwron"))
+    assert ask(client, creds=(username, secret)).status_code == 200
+
+
+def test_anonymous_login_check_is_not_a_failure(app, client, project, small_ban):
+    for _ in range(5):
+        assert ask(client).status_code == 401
+    assert ask(client, f"repository:{project}:pull").status_code == 200

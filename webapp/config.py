@@ -20,6 +20,14 @@ DEFAULTS = {
     "REGISTRY_SERVICE": "container_registry",
     "REGISTRY_ISSUER": "gatehouse-issuer",
     "REGISTRY_TOKEN_LIFETIME": 300,
+    # Failed-authentication ban on git and /jwt/auth (GitLab.com's numbers): this many
+    # failures from one IP within FIND_TIME seconds ban it for BAN_TIME seconds.
+    "AUTH_BAN_MAX_RETRY": 30,
+    "AUTH_BAN_FIND_TIME": 180,
+    "AUTH_BAN_TIME": 3600,
+    # Shared counters live in Redis when this is set (redis://host:port/db), else in the DB.
+    "REDIS_URL": None,
+    "REDIS_PREFIX": "gatehouse:",
 }
 
 

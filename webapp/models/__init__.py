@@ -1,13 +1,14 @@
 """The database models: columns, relationships and pure properties only."""
 from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
 from .audit import AuditEvent
+from .auth_ban import AuthFailure
 from .deploy_tokens import SCOPES, DeployToken
 from .personal_access_tokens import PAT_SCOPES, PersonalAccessToken
 from .runners import RunnerToken
 from .types import UTCDateTime, utcnow
 
 __all__ = [
-    "AccessLevel", "AuditEvent", "DeployToken", "Group", "Membership", "PAT_SCOPES",
-    "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User", "UTCDateTime",
-    "Visibility", "utcnow",
+    "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "Group", "Membership",
+    "PAT_SCOPES", "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
+    "UTCDateTime", "Visibility", "utcnow",
 ]

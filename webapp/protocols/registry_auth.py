@@ -12,7 +12,7 @@ from typing import Optional
 import click
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..services import credentials, registry
+from ..services import auth_ban, credentials, registry
 from ..services.policy import Principal
 from .auth import REALM, BadCredentials, principal_from_basic
 
@@ -29,13 +29,15 @@ def _error(status: int, code: str, message: str, headers: Optional[dict] = None)
 
 
 def credentials_refused() -> Response:
-    """Answer a credential failure. Every one of them ends here (the place to count it)."""
+    """Answer a credential failure. Every one of them ends here and counts towards a ban."""
+    auth_ban.record_failure(request.remote_addr)
     return _error(401, "UNAUTHORIZED", "HTTP Basic: Access denied",
                   {"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
 
 def credentials_accepted(principal: Principal) -> None:
-    """Note a successful authentication (last use of a token)."""
+    """Note a successful authentication (last use of a token; the IP's failures reset)."""
+    auth_ban.record_success(request.remote_addr)
     credentials.record_use(principal, request.remote_addr)
 
 
@@ -50,6 +52,9 @@ def auth():
                       f"unknown service {asked!r}: this token service signs for {service!r}"
                       if asked else f"the service parameter is required ({service!r})")
 
+    if auth_ban.is_banned(request.remote_addr):
+        # Shared with git: an IP banned there is banned here, before any credential check.
+        return _error(403, "DENIED", auth_ban.BANNED_MESSAGE)
     try:
         principal = principal_from_basic(request)
     except BadCredentials:

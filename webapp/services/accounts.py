@@ -7,7 +7,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import AccessLevel, Group, Membership, Project, User, Visibility
-from . import audit
+from . import audit, repositories
 from .errors import Invalid, NotFound
 from .policy import Principal, visible
 
@@ -92,8 +92,18 @@ def create_project(full_path: str, *, name: Optional[str] = None,
         raise Invalid(errors)
     project = Project(name=name or path, path=path, full_path=full_path.strip("/"),
                       group=group, visibility=visibility)
-    db.session.add(project)
-    db.session.commit()
+    # The repository is made under a temporary name first and renamed into place only
+    # once the row is flushed; any failure removes it again, so no orphan is left.
+    staged = repositories.Staged(project.full_path)
+    try:
+        db.session.add(project)
+        db.session.flush()
+        staged.publish()
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        staged.discard()
+        raise
     return project
 
 

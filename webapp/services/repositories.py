@@ -1,0 +1,76 @@
+"""Bare git repositories on disk: DATA_DIR/repositories/<project full path>.git."""
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+from flask import current_app
+
+from .errors import Invalid
+
+DEFAULT_BRANCH = "main"
+
+
+def root() -> Path:
+    """The folder that holds every project's repository (GIT_PROJECT_ROOT)."""
+    return Path(current_app.config["DATA_DIR"]).resolve() / "repositories"
+
+
+def path_for(full_path: str) -> Path:
+    """Where a project's bare repository lives."""
+    return root() / f"{full_path.strip('/')}.git"
+
+
+def git_environment() -> dict:
+    """A minimal environment for server-side git: no user or system config applies."""
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull, "LANG": "C"}
+
+
+class Staged:
+    """A bare repository initialised under a temporary name beside its final place.
+
+    `publish()` renames it into place; `discard()` removes whatever this object created,
+    so a failed project creation leaves no directory behind.
+    """
+
+    def __init__(self, full_path: str):
+        self.final = path_for(full_path)
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = self.final.parent / f".tmp-{uuid.uuid4().hex}.git"
+        self.published = False
+        try:
+            subprocess.run(
+                ["git", "-c", f"init.defaultBranch={DEFAULT_BRANCH}", "init", "--bare",
+                 "--quiet", str(self.temp)],
+                check=True, env=git_environment(), stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, timeout=60)
+        except Exception:
+            shutil.rmtree(self.temp, ignore_errors=True)
+            raise
+
+    def publish(self) -> Path:
+        if self.final.exists():
+            raise Invalid({"path": [f"A repository already exists on disk at {self.final.name}"]})
+        # Same folder, so the rename is atomic: the repository appears whole or not at all.
+        os.rename(self.temp, self.final)
+        self.published = True
+        return self.final
+
+    def discard(self) -> None:
+        shutil.rmtree(self.final if self.published else self.temp, ignore_errors=True)
+        self.published = False
+
+
+def ensure(full_path: str) -> Path:
+    """Return the project's repository, creating it if the project predates repositories."""
+    final = path_for(full_path)
+    if final.is_dir():
+        return final
+    staged = Staged(full_path)
+    try:
+        return staged.publish()
+    except (Invalid, OSError):  # another worker created it first
+        staged.discard()
+        return final
