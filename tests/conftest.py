@@ -7,10 +7,8 @@ and dropped afterwards, so runs never share state.
 import os
 import re
 import signal
-import sys
 import uuid
 from datetime import date
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa

@@ -5,12 +5,14 @@ or `skopeo login` takes CI_DEPLOY_USER / CI_DEPLOY_PASSWORD straight from them.
 """
 import json
 import subprocess
+from urllib.parse import quote
 
 import pytest
 
 from webapp.services import accounts, deploy_tokens, runners
 
 from ..support import require_binary
+from .gitclient import seed
 
 PROJECT = "tanuki/app"
 
@@ -103,3 +105,44 @@ def test_live_server_refuses_and_never_logs_secrets(live_server, ci_project, mak
     for value in (secret, runner_token, secret[5:], runner_token[5:]):
         assert value not in log  # ... and no credential with them
     assert "[FILTERED]" not in log  # not even one that had to be scrubbed
+
+
+def test_a_job_clones_and_logs_in_to_the_registry_with_the_ci_pair(
+        live_server, ci_project, app, git, skopeo, image):
+    """What a job script does: git clone $CI_REPOSITORY_URL and docker login $CI_REGISTRY."""
+    runner_token, _ = ci_project
+    seed(git, app, PROJECT)
+    variables = fetch_ci_variables(live_server.url, runner_token)
+    user, password = deploy_credentials(variables)
+
+    scheme, rest = variables["CI_REPOSITORY_URL"].split("://", 1)
+    clone = git("clone", "-q", f"{scheme}://{quote(user, safe='')}:{password}@{rest}",
+                str(git.home / "job-checkout"))
+    assert clone.returncode == 0
+    assert (git.home / "job-checkout" / "README.md").read_bytes() == b"hello\n"
+
+    # The job's registry is the one the runner was told about; here it is the test's.
+    ok = skopeo.login(user, password)
+    assert ok.returncode == 0, ok.stderr
+    layout, tag, _ = image
+    pushed = skopeo.push(layout, tag, PROJECT, as_user=user)
+    assert pushed.returncode != 0  # the CI token reads the registry; it does not write
+    with app.app_context():
+        assert deploy_tokens.find_active(user, password).last_used_at is not None
+
+
+def test_after_revoke_the_job_gets_no_pair_and_the_old_one_is_dead(
+        live_server, ci_project, app, git, make):
+    runner_token, secret = ci_project
+    seed(git, app, PROJECT)
+    variables = fetch_ci_variables(live_server.url, runner_token)
+    user, password = deploy_credentials(variables)
+    with app.app_context():
+        project = accounts.find_project(PROJECT)
+        token = deploy_tokens.find_active(user, password)
+        deploy_tokens.revoke(project, token.id)
+    assert "CI_DEPLOY_PASSWORD" not in fetch_ci_variables(live_server.url, runner_token)
+    host = live_server.url.split("://", 1)[1]
+    refused = git("clone", "-q", f"http://{quote(user, safe='')}:{password}@{host}/{PROJECT}.git",
+                  str(git.home / "dead"), check=False)
+    assert refused.returncode != 0 and "Authentication failed" in refused.stderr

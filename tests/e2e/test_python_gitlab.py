@@ -1,8 +1,12 @@
 """python-gitlab, unchanged, against Gatehouse under gunicorn: deploy tokens via /api/v4."""
+from urllib.parse import quote
+
 import gitlab
 import pytest
 
 from webapp.services import deploy_tokens
+
+from .gitclient import seed
 
 PROJECT = "tanuki/awesome_project"
 GROUP = "tanuki/infra"
@@ -26,10 +30,7 @@ def _gl(live_server, token=None, **kw) -> gitlab.Gitlab:
 
 
 def assert_token_works(app, username: str, secret: str) -> None:
-    """The secret the API handed out authenticates as a deploy token.
-
-    (A `git clone` with these credentials belongs here once git over HTTP is merged.)
-    """
+    """The secret the API handed out authenticates as a deploy token."""
     with app.app_context():
         assert deploy_tokens.find_active(username, secret) is not None
 
@@ -39,7 +40,13 @@ def assert_token_dead(app, username: str, secret: str) -> None:
         assert deploy_tokens.find_active(username, secret) is None
 
 
-def test_project_deploy_tokens_through_python_gitlab(live_server, setup, app):
+def clone(git, live_server, username: str, secret: str, dest: str):
+    host = live_server.url.split("://", 1)[1]
+    return git("clone", "-q", f"http://{quote(username, safe='')}:{secret}@{host}/{PROJECT}.git",
+               str(git.home / dest), check=False)
+
+
+def test_project_deploy_tokens_through_python_gitlab(live_server, setup, app, git):
     gl = _gl(live_server, setup["maintainer"])
     gl.auth()
     assert gl.user.username == "maintainer"
@@ -52,6 +59,10 @@ def test_project_deploy_tokens_through_python_gitlab(live_server, setup, app):
     assert created.token.startswith("gldt-") and created.username == "deploy-bot"
     assert created.expires_at == "2031-12-01T00:00:00.000Z"
     assert_token_works(app, created.username, created.token)
+    seed(git, app, PROJECT)
+    cloned = clone(git, live_server, created.username, created.token, "with-api-token")
+    assert cloned.returncode == 0, cloned.stderr
+    assert (git.home / "with-api-token" / "README.md").exists()
 
     listed = project.deploytokens.list(get_all=True)
     assert [t.id for t in listed] == [created.id]
@@ -66,6 +77,8 @@ def test_project_deploy_tokens_through_python_gitlab(live_server, setup, app):
         project.deploytokens.get(created.id)
     assert error.value.response_code == 404
     assert_token_dead(app, created.username, created.token)
+    refused = clone(git, live_server, created.username, created.token, "after-delete")
+    assert refused.returncode != 0 and "Authentication failed" in refused.stderr
 
 
 def test_project_addressed_by_url_encoded_path(live_server, setup, app):
