@@ -1,9 +1,7 @@
 """Deploy tokens: create, list, revoke, and authenticate machines with them."""
-import hashlib
 import hmac
 import re
-import secrets
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 from typing import Optional, Union
 
 import sqlalchemy as sa
@@ -11,18 +9,13 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import SCOPES, DeployToken, Group, Project, User, utcnow
-from . import audit, encryption
+from . import audit, encryption, secret_tokens
+from .secret_tokens import digest  # noqa: F401  (re-exported: tests and callers use it)
 from .errors import Invalid, NotFound
 
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9.+_-]+$")
-SECRET_LENGTH = 20  # characters after the prefix, as GitLab's
 CI_TOKEN_NAME = "gitlab-deploy-token"
 Owner = Union[Project, Group]
-
-
-def digest(secret: str) -> str:
-    """Return the stored form of a secret: its SHA-256, hex."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def secret_aad(token_id: int) -> bytes:
@@ -31,10 +24,7 @@ def secret_aad(token_id: int) -> bytes:
 
 
 def generate_secret() -> str:
-    # 15 random bytes are exactly 20 URL-safe base64 characters, with no padding.
-    body = secrets.token_urlsafe(15)
-    assert len(body) == SECRET_LENGTH
-    return current_app.config["DEPLOY_TOKEN_PREFIX"] + body
+    return secret_tokens.generate(current_app.config["DEPLOY_TOKEN_PREFIX"])
 
 
 def expiry_from_date(day: date) -> datetime:
@@ -45,26 +35,13 @@ def expiry_from_date(day: date) -> datetime:
 def validate(name: Optional[str], username: Optional[str], scopes: list[str],
              expires_at: Optional[datetime], *, now: datetime) -> dict[str, list[str]]:
     """Return every rule the input breaks, by field; empty when it is valid."""
-    errors: dict[str, list[str]] = {}
-    name = (name or "").strip()
-    if not name:
-        errors["name"] = ["Name can't be blank"]
-    elif len(name) > 255:
-        errors["name"] = ["Name is too long (maximum is 255 characters)"]
+    errors = secret_tokens.check_common(name, scopes, SCOPES, expires_at, now=now)
     if username:
         if len(username) > 255:
             errors["username"] = ["Username is too long (maximum is 255 characters)"]
         elif not USERNAME_RE.match(username):
             errors["username"] = [
                 "Username can contain only letters, digits, '_', '-', '+', and '.'"]
-    unknown = [s for s in scopes if s not in SCOPES]
-    if unknown:
-        errors["scopes"] = [f"Unknown scope: {', '.join(unknown)}. Valid scopes are "
-                            f"{', '.join(SCOPES)}"]
-    elif not scopes:
-        errors["scopes"] = ["Scopes can't be blank: select at least one scope"]
-    if expires_at is not None and expires_at <= now:
-        errors["expires_at"] = ["Expiration date must be in the future"]
     return errors
 
 
@@ -75,7 +52,7 @@ def create(owner: Owner, *, name: Optional[str], scopes: list[str],
     """Create a token for a project or group; return it with its secret, shown once."""
     now = now or utcnow()
     username = (username or "").strip() or None
-    scopes = list(dict.fromkeys(s.strip() for s in scopes if s and s.strip()))
+    scopes = secret_tokens.clean_scopes(scopes)
     errors = validate(name, username, scopes, expires_at, now=now)
     if errors:
         raise Invalid(errors)
@@ -117,8 +94,7 @@ def select_tokens(owner: Optional[Owner] = None, *, active: Optional[bool] = Non
     if owner is not None:
         query = query.where(_owned_by(owner))
     if active is not None:
-        live = sa.and_(DeployToken.revoked.is_(False),
-                       sa.or_(DeployToken.expires_at.is_(None), DeployToken.expires_at > now))
+        live = secret_tokens.live(DeployToken, now)
         query = query.where(live if active else sa.not_(live))
     return query
 
@@ -141,9 +117,7 @@ def revoke(owner: Owner, token_id: int, *, actor: Optional[User] = None,
            ip: Optional[str] = None, now: Optional[datetime] = None) -> DeployToken:
     """Revoke a token for good. Revoking a revoked token changes nothing."""
     token = get_for(owner, token_id)
-    if not token.revoked:
-        token.revoked = True
-        token.revoked_at = now or utcnow()
+    if secret_tokens.mark_revoked(token, now):
         audit.record("deploy_token_revoked", token, actor=actor, ip=ip, name=token.name,
                      scopes=token.scopes, owner=owner.full_path, username=token.username)
         db.session.commit()
@@ -179,9 +153,7 @@ def destroy(owner: Owner, token_id: int, *, actor: Optional[User] = None,
     """
     now = now or utcnow()
     token = get_for(owner, token_id)
-    if not token.revoked:
-        token.revoked = True
-        token.revoked_at = now
+    secret_tokens.mark_revoked(token, now)
     token.deleted_at = now
     audit.record("deploy_token_destroyed", token, actor=actor, ip=ip, name=token.name,
                  scopes=token.scopes, owner=owner.full_path, username=token.username)
@@ -200,11 +172,7 @@ def covers(token: DeployToken, target: Owner) -> bool:
 def find_active_by_secret(secret: str, *, now: Optional[datetime] = None
                           ) -> Optional[DeployToken]:
     """Return the active token with this secret, or None (for headers without a username)."""
-    if not secret:
-        return None
-    # Looked up by the digest's index: nothing about the secret leaks through timing.
-    token = db.session.scalar(sa.select(DeployToken).where(
-        DeployToken.token_digest == digest(secret)))
+    token = secret_tokens.by_secret(DeployToken, secret)
     if token is None or not token.active_at(now or utcnow()):
         return None
     return token
@@ -234,14 +202,5 @@ def authenticate(username: str, secret: str, target: Optional[Owner] = None, *,
 
 
 def touch(token_id: int, ip: Optional[str], *, now: Optional[datetime] = None) -> bool:
-    """Record a use, at most once per LAST_USED_INTERVAL, in one conditional UPDATE."""
-    now = now or utcnow()
-    stale = now - timedelta(seconds=current_app.config["LAST_USED_INTERVAL"])
-    result = db.session.execute(
-        sa.update(DeployToken)
-        .where(DeployToken.id == token_id,
-               sa.or_(DeployToken.last_used_at.is_(None), DeployToken.last_used_at < stale))
-        .values(last_used_at=now, last_used_ip=ip)
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    return result.rowcount > 0
+    """Record a use, at most once per LAST_USED_INTERVAL."""
+    return secret_tokens.touch(DeployToken, token_id, ip, now=now)

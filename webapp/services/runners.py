@@ -1,15 +1,13 @@
 """Runner tokens: create, list and revoke them; find the runner behind a secret."""
-import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Optional
 
 import sqlalchemy as sa
-from flask import current_app
 
 from ..extensions import db
 from ..models import Project, RunnerToken, User, utcnow
-from . import audit
-from .deploy_tokens import digest
+from . import audit, secret_tokens
+from .secret_tokens import digest
 from .errors import Invalid, NotFound
 
 PREFIX = "glrt-"  # GitLab's runner authentication token prefix
@@ -17,8 +15,7 @@ DESCRIPTION_MAX = 255
 
 
 def generate_secret() -> str:
-    # 15 random bytes: 20 URL-safe characters, 120 bits, as for deploy tokens.
-    return PREFIX + secrets.token_urlsafe(15)
+    return secret_tokens.generate(PREFIX)
 
 
 def create(project: Project, *, description: Optional[str] = None,
@@ -62,9 +59,7 @@ def revoke(project: Project, token_id: int, *, actor: Optional[User] = None,
            ip: Optional[str] = None, now: Optional[datetime] = None) -> RunnerToken:
     """Revoke a runner token for good. Revoking a revoked token changes nothing."""
     token = get_for(project, token_id)
-    if not token.revoked:
-        token.revoked = True
-        token.revoked_at = now or utcnow()
+    if secret_tokens.mark_revoked(token, now):
         audit.record("runner_token_revoked", token, actor=actor, ip=ip,
                      owner=project.full_path, description=token.description)
         db.session.commit()
@@ -75,9 +70,7 @@ def find_active(secret: Optional[str]) -> Optional[RunnerToken]:
     """Return the unrevoked runner token with this secret, or None."""
     if not secret or not secret.startswith(PREFIX):
         return None
-    # Looked up by the digest's index: nothing about the secret leaks through timing.
-    token = db.session.scalar(sa.select(RunnerToken).where(
-        RunnerToken.token_digest == digest(secret)))
+    token = secret_tokens.by_secret(RunnerToken, secret)
     if token is None or token.revoked:
         return None
     return token
@@ -85,13 +78,4 @@ def find_active(secret: Optional[str]) -> Optional[RunnerToken]:
 
 def touch(token_id: int, ip: Optional[str], *, now: Optional[datetime] = None) -> bool:
     """Record a runner's contact, at most once per LAST_USED_INTERVAL."""
-    now = now or utcnow()
-    stale = now - timedelta(seconds=current_app.config["LAST_USED_INTERVAL"])
-    result = db.session.execute(
-        sa.update(RunnerToken)
-        .where(RunnerToken.id == token_id,
-               sa.or_(RunnerToken.last_used_at.is_(None), RunnerToken.last_used_at < stale))
-        .values(last_used_at=now, last_used_ip=ip)
-        .execution_options(synchronize_session=False))
-    db.session.commit()
-    return result.rowcount > 0
+    return secret_tokens.touch(RunnerToken, token_id, ip, now=now)
