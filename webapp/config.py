@@ -13,6 +13,8 @@ DEFAULTS = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "PER_PAGE": 20,
+    # Largest package file accepted, in bytes (checked while the upload streams).
+    "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
 }
 
 

@@ -2,3 +2,7 @@
 
 # Each protocol module appends its blueprint here as it lands.
 BLUEPRINTS = []
+
+from .packages import bp as packages_bp  # noqa: E402
+
+BLUEPRINTS.append(packages_bp)

@@ -1,7 +1,8 @@
 """Browser-facing blueprints (HTML pages and HTMX partials)."""
 from .auth import bp as auth_bp
+from .packages import bp as packages_bp
 from .pages import bp as pages_bp
 from .settings import bp as settings_bp
 
-# settings before pages: its URLs are more specific than the catch-all project page.
-BLUEPRINTS = [auth_bp, settings_bp, pages_bp]
+# settings and packages before pages: their URLs are more specific than the catch-all project page.
+BLUEPRINTS = [auth_bp, settings_bp, packages_bp, pages_bp]
