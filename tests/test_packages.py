@@ -103,7 +103,8 @@ def test_a_file_over_the_size_limit_gets_413_and_leaves_nothing(app, client, mak
 
     # Without a Content-Length the limit is enforced while streaming.
     response = client.put(generic_url(project.id), input_stream=io.BytesIO(b"y" * 5000),
-                          headers={"Deploy-Token": secret, "Transfer-Encoding": "chunked"})
+                          headers={"Deploy-Token": secret, "Transfer-Encoding": "chunked"},
+                          environ_overrides={"wsgi.input_terminated": True})
     assert response.status_code == 413
     assert rows(app) == (0, 0) and stored_files(app) == []
 
@@ -427,3 +428,4 @@ def test_packages_page_is_hidden_from_guests_and_strangers(client, auth, make, p
     auth.login("guest")
     assert client.get("/tanuki/awesome_project/-/packages").status_code == 404
     assert "/-/packages" not in client.get("/tanuki/awesome_project").get_data(as_text=True)
+

@@ -137,25 +137,25 @@ def _receive_form():
 
 # The simple index (PEP 503), per project and per group.
 
-@bp.route(PROJECT + "/simple", strict_slashes=False)
+@bp.route(PROJECT + "/simple/")
 def pypi_project_index(ref):
     project, _ = project_for(Action.READ_PACKAGE, ref)
     return _index(packages.pypi_names([project]))
 
 
-@bp.route(PROJECT + "/simple/<name>", strict_slashes=False)
+@bp.route(PROJECT + "/simple/<name>/")
 def pypi_project_links(ref, name):
     project, _ = project_for(Action.READ_PACKAGE, ref)
     return _links(name, packages.pypi_files([project], packages.normalize_pypi_name(name)))
 
 
-@bp.route(GROUP + "/simple", strict_slashes=False)
+@bp.route(GROUP + "/simple/")
 def pypi_group_index(ref):
     _, _, projects = group_for(ref)
     return _index(packages.pypi_names(projects))
 
 
-@bp.route(GROUP + "/simple/<name>", strict_slashes=False)
+@bp.route(GROUP + "/simple/<name>/")
 def pypi_group_links(ref, name):
     _, _, projects = group_for(ref)
     return _links(name, packages.pypi_files(projects, packages.normalize_pypi_name(name)))
@@ -190,8 +190,6 @@ def _links(name: str, files: list[PackageFile]) -> Response:
     if name != normalized:
         # PEP 503: a non-normalised name redirects to the normalised one.
         return redirect(f"{request.path.rstrip('/').rpartition('/')[0]}/{normalized}/", 301)
-    if not request.path.endswith("/"):
-        return redirect(request.path + "/", 301)
     if not files:
         error(404, "404 Package Not Found")
     links = []
