@@ -344,6 +344,7 @@ def test_one_gib_upload_and_download_keep_memory_flat(one_worker, make, tmp_path
     assert received == total and digest.hexdigest() == sent_digest
 
     peak = peak_rss_mb(worker_pid(master.pid))
+    print(f"worker peak RSS {peak:.1f} MB")
     assert peak < 150, f"worker peak RSS {peak:.0f} MB"
 
 

@@ -7,7 +7,9 @@ without its file.
 """
 import hashlib
 import os
+import queue
 import secrets
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,41 @@ def max_size() -> int:
     return int(current_app.config["MAX_PACKAGE_SIZE"])
 
 
+class _Beside:
+    """Apply `consume` to each chunk on a thread of its own, at most a few chunks behind.
+
+    hashlib and file writes release the GIL on large buffers, so hashing, writing and
+    reading the socket proceed on different cores; the short queue bounds memory.
+    """
+
+    def __init__(self, consume):
+        self.consume, self.error = consume, None
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.thread: Optional[threading.Thread] = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.consume(data)
+                except BaseException as exc:  # surfaced in put() or close()
+                    self.error = exc
+
+    def put(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(data)
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            raise self.error
+
+
 @dataclass
 class Upload:
     """A file being received: written to a temp file and hashed on the way."""
@@ -58,6 +95,8 @@ class Upload:
     digests: dict[str, str] = field(default_factory=dict)
     _file: Optional[BinaryIO] = None
     _hashes: dict = field(default_factory=dict)
+    _hasher: Optional[_Beside] = None
+    _writer: Optional[_Beside] = None
     stored: bool = False
 
     @classmethod
@@ -70,18 +109,25 @@ class Upload:
         upload = cls(path=path, algorithms=algos, limit=max_size() if limit is None else limit)
         upload._file = open(path, "xb")
         upload._hashes = {a: hashlib.new(a) for a in algos}
+        upload._hasher = _Beside(upload._hash)
+        upload._writer = _Beside(upload._file.write)
         return upload
+
+    def _hash(self, data: bytes) -> None:
+        for h in self._hashes.values():
+            h.update(data)
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self.limit:
             raise TooLarge(f"File is too large (maximum is {self.limit} bytes)")
-        for h in self._hashes.values():
-            h.update(data)
-        self._file.write(data)
+        self._hasher.put(data)
+        self._writer.put(data)
 
     def finish(self) -> None:
         """Flush and fsync the temp file and compute its digests."""
+        self._writer.close()
+        self._hasher.close()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -107,6 +153,12 @@ class Upload:
 
     def discard(self) -> None:
         """Remove the temp file (an upload that failed or was refused)."""
+        for worker in (self._writer, self._hasher):
+            if worker is not None:
+                try:
+                    worker.close()
+                except Exception:
+                    pass  # the upload is being thrown away; its write error no longer matters
         if self._file is not None and not self._file.closed:
             self._file.close()
         self.path.unlink(missing_ok=True)
