@@ -216,7 +216,7 @@ def test_pypi_upload_and_simple_index(app, client, make, project):
     _, username, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
     auth = basic(username, secret)
     response = pypi_upload(client, project.id, auth, name="My_Pkg")
-    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.status_code == 201, response.get_data(as_text=True)
 
     index = client.get(f"/api/v4/projects/{project.id}/packages/pypi/simple/", headers=auth)
     assert index.status_code == 200 and 'href="my-pkg/"' in index.get_data(as_text=True)
@@ -247,7 +247,7 @@ def test_pypi_digest_mismatch_leaves_nothing(app, client, make, project):
 def test_pypi_duplicate_file_name_is_a_clear_400(app, client, make, project):
     _, username, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
     auth = basic(username, secret)
-    assert pypi_upload(client, project.id, auth).status_code == 200
+    assert pypi_upload(client, project.id, auth).status_code == 201
     again = pypi_upload(client, project.id, auth, content=b"other bytes")
     assert again.status_code == 400
     assert "File name has already been taken" in again.json["error"]
@@ -267,11 +267,11 @@ def test_group_index_covers_subgroups_and_only_readable_projects(client, make):
     _, wu, ws = make.token("tanuki", ["write_package_registry"])
     _, eu, es = make.token("elsewhere", ["write_package_registry"])
     assert pypi_upload(client, a.id, basic(wu, ws), name="alpha",
-                       file_name="alpha-1.0-py3-none-any.whl").status_code == 200
+                       file_name="alpha-1.0-py3-none-any.whl").status_code == 201
     assert pypi_upload(client, b.id, basic(wu, ws), name="beta",
-                       file_name="beta-1.0-py3-none-any.whl").status_code == 200
+                       file_name="beta-1.0-py3-none-any.whl").status_code == 201
     assert pypi_upload(client, c.id, basic(eu, es), name="gamma",
-                       file_name="gamma-1.0-py3-none-any.whl").status_code == 200
+                       file_name="gamma-1.0-py3-none-any.whl").status_code == 201
     _, ru, rs = make.token("tanuki", ["read_package_registry"])
     index = client.get("/api/v4/groups/tanuki/-/packages/pypi/simple/", headers=basic(ru, rs))
     html = index.get_data(as_text=True)

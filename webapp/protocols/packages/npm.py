@@ -53,7 +53,7 @@ def npm(ref, rest):
             break
     else:
         error(404, "404 Not Found")
-    entry = METHODS.get((kind, request.method))
+    entry = METHODS.get((kind, "GET" if request.method == "HEAD" else request.method))
     if entry is None:
         error(405, f"{request.method} is not supported here")
     action, handler = entry

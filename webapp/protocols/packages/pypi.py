@@ -39,7 +39,7 @@ def pypi_upload(ref):
                           metadata={"summary": fields.get("summary", "")[:1000]})
     except Invalid as exc:
         error(400, f"Validation failed: {exc}")
-    return Response("OK\n", 200, {"Content-Type": "text/plain"})
+    return Response("201 Created\n", 201, {"Content-Type": "text/plain"})
 
 
 def _check_upload(fields: dict[str, str], upload, file_name: str
