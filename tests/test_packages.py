@@ -2,7 +2,6 @@
 import base64
 import hashlib
 import io
-import json
 import os
 import time
 from datetime import timedelta
@@ -12,7 +11,6 @@ import pytest
 
 from webapp.extensions import db
 from webapp.models import Package, PackageFile, utcnow
-from webapp.services import package_storage
 
 GENERIC = "/api/v4/projects/{ref}/packages/generic/{name}/{version}/{file}"
 

@@ -7,7 +7,6 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Package, PackageFile, PackageTag, Project, utcnow
-from . import package_storage
 from .errors import Forbidden, Invalid, NotFound
 from .package_storage import Upload
 
@@ -229,6 +228,3 @@ def page_for(project: Project, page: int, per_page: int) -> tuple[list[Package],
         .offset((page - 1) * per_page).limit(per_page)))
     return rows, pages
 
-
-def storage_path(row: PackageFile):
-    return package_storage.content_path(row.file_sha256)

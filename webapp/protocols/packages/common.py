@@ -1,5 +1,5 @@
 """What the package registries share: credentials, the project from `:id`, answers."""
-from typing import NoReturn, Optional, Union
+from typing import NoReturn, Optional
 from urllib.parse import unquote
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
@@ -145,5 +145,3 @@ def send_package_file(row: PackageFile, mimetype: str = "application/octet-strea
 def external_url() -> str:
     return current_app.config["EXTERNAL_URL"]
 
-
-Target = Union[Project, Group]

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import re
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from flask import Response, jsonify, request
 
@@ -36,8 +36,14 @@ METHODS = {
     ("tag", "PUT"): (Action.WRITE_PACKAGE, "add_tag"),
     ("tag", "DELETE"): (Action.WRITE_PACKAGE, "delete_tag"),
 }
-# npm sends the tarball base64-encoded inside the JSON document.
+# npm sends the tarball base64-encoded inside one JSON document, which has to be read
+# whole: tarballs are capped lower than other files so a publish cannot eat the memory.
+NPM_MAX_TARBALL = 128 * 1024 * 1024
 JSON_OVERHEAD = 4 * 1024 * 1024
+
+
+def max_tarball() -> int:
+    return min(package_storage.max_size(), NPM_MAX_TARBALL)
 
 
 @bp.route("/api/v4/projects/<path:ref>/packages/npm/<path:rest>",
@@ -122,7 +128,7 @@ def _version_from_file(name: str, file: str) -> str:
 
 
 def _publish(project, name):
-    document = _read_json(package_storage.max_size() * 4 // 3 + JSON_OVERHEAD)
+    document = _read_json(max_tarball() * 4 // 3 + JSON_OVERHEAD)
     if not isinstance(document, dict) or document.get("name") != name:
         raise Invalid({"name": ["the package name in the body does not match the URL"]})
     versions, attachments = document.get("versions"), document.get("_attachments")
@@ -143,8 +149,8 @@ def _publish(project, name):
         raise Invalid({"_attachments": ["the tarball is not valid base64"]})
     if not data or ("length" in attachment and attachment["length"] != len(data)):
         raise Invalid({"_attachments": ["the tarball is empty or its length is wrong"]})
-    if len(data) > package_storage.max_size():
-        error(413, f"File is too large (maximum is {package_storage.max_size()} bytes)")
+    if len(data) > max_tarball():
+        error(413, f"File is too large (maximum is {max_tarball()} bytes)")
     dist = manifest.get("dist") or {}
     sha1 = hashlib.sha1(data).hexdigest()
     sha512 = hashlib.sha512(data).digest()
@@ -169,11 +175,12 @@ def _publish(project, name):
 
 def _read_json(limit: int):
     length = request.content_length
+    message = f"the package document is too large (tarballs up to {max_tarball()} bytes)"
     if length is not None and length > limit:
-        error(413, "the package document is too large")
+        error(413, message)
     body = request.stream.read(limit + 1)
     if len(body) > limit:
-        error(413, "the package document is too large")
+        error(413, message)
     try:
         return json.loads(body)
     except ValueError:
@@ -205,7 +212,3 @@ HANDLERS = {
     "list_tags": _list_tags, "add_tag": _add_tag, "delete_tag": _delete_tag,
 }
 
-
-def registry_url(project_id: int) -> str:
-    """The registry URL to put in `.npmrc`."""
-    return f"{external_url()}/api/v4/projects/{quote(str(project_id))}/packages/npm/"
