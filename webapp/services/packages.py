@@ -216,10 +216,15 @@ def npm_delete_tag(project: Project, name: str, tag: str) -> None:
 
 # The project's Packages page
 
+def count_for(project: Project) -> int:
+    """How many package versions the project has."""
+    return db.session.scalar(sa.select(sa.func.count(Package.id))
+                             .where(Package.project_id == project.id)) or 0
+
+
 def page_for(project: Project, page: int, per_page: int) -> tuple[list[Package], int]:
     """One page of the project's package versions, newest first, and the page count."""
-    total = db.session.scalar(sa.select(sa.func.count(Package.id))
-                              .where(Package.project_id == project.id)) or 0
+    total = count_for(project)
     pages = max(1, -(-total // per_page))
     page = min(max(1, page), pages)
     rows = list(db.session.scalars(

@@ -14,7 +14,7 @@ bp = Blueprint("packages", __name__)
 def _helpers():
     def can_read_packages(project) -> bool:
         return bool(can(principal(), Action.READ_PACKAGE, project))
-    return {"can_read_packages": can_read_packages}
+    return {"can_read_packages": can_read_packages, "package_count": packages.count_for}
 
 
 @bp.route("/<path:full_path>/-/packages")
