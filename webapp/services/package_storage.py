@@ -97,7 +97,8 @@ class Upload:
     _hashes: dict = field(default_factory=dict)
     _hasher: Optional[_Beside] = None
     _writer: Optional[_Beside] = None
-    stored: bool = False
+    # True once this upload put a new file at the content address (not a shared one).
+    created: bool = False
 
     @classmethod
     def start(cls, algorithms: Iterable[str] = (), limit: Optional[int] = None) -> "Upload":
@@ -148,7 +149,7 @@ class Upload:
         else:
             os.replace(self.path, target)
             _fsync_dir(target.parent)
-        self.stored = True
+            self.created = True
         return target
 
     def discard(self) -> None:
@@ -165,7 +166,7 @@ class Upload:
 
     def unstore(self) -> None:
         """Undo store() after the row could not be committed, unless a row uses the file."""
-        if self.stored and not referenced(self.sha256):
+        if self.created and not referenced(self.sha256):
             content_path(self.sha256).unlink(missing_ok=True)
 
 
