@@ -427,3 +427,21 @@ def test_packages_page_is_hidden_from_guests_and_strangers(client, auth, make, p
     assert client.get("/tanuki/awesome_project/-/packages").status_code == 404
     assert "/-/packages" not in client.get("/tanuki/awesome_project").get_data(as_text=True)
 
+
+
+def test_a_failed_commit_leaves_no_row_and_no_file(app, make, project, monkeypatch):
+    from webapp.services import accounts, package_storage, packages
+
+    with app.app_context():
+        target = accounts.find_project(project.full_path)
+        upload = package_storage.receive(io.BytesIO(b"doomed"), length=6)
+
+        def broken_commit():
+            raise RuntimeError("database went away")
+
+        monkeypatch.setattr(db.session, "commit", broken_commit)
+        with pytest.raises(RuntimeError):
+            packages.add_file(target, "generic", "tool", "1.0.0", upload, file_name="tool.bin")
+        monkeypatch.undo()
+    assert rows(app) == (0, 0)
+    assert stored_files(app) == []

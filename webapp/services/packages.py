@@ -48,24 +48,6 @@ def find(project: Project, package_type: str, name: str, version: str) -> Option
                              .where(Package.version == version))
 
 
-def _find_or_create(project: Project, package_type: str, name: str, version: str,
-                    metadata: Optional[dict]) -> Package:
-    package = find(project, package_type, name, version)
-    if package is not None:
-        return package
-    package = Package(project_id=project.id, package_type=package_type, name=name,
-                      version=version, metadata_json=metadata)
-    try:
-        with db.session.begin_nested():
-            db.session.add(package)
-    except IntegrityError:
-        # Another upload created the same version a moment ago: use it.
-        package = find(project, package_type, name, version)
-        if package is None:
-            raise
-    return package
-
-
 def add_file(project: Project, package_type: str, name: str, version: str, upload: Upload, *,
              file_name: str, unique_file_name: bool = False, requires_python: Optional[str] = None,
              metadata: Optional[dict] = None, before_commit=None) -> PackageFile:
@@ -75,27 +57,47 @@ def add_file(project: Project, package_type: str, name: str, version: str, uploa
     on the way removes the temp file, and the stored file unless a row uses it.
     """
     try:
-        package = _find_or_create(project, package_type, name, version, metadata)
-        if unique_file_name and any(f.file_name == file_name for f in package.files):
-            raise Invalid({"file_name": ["File name has already been taken"]})
-        upload.store()
-        row = PackageFile(
-            package=package, file_name=file_name, size=upload.size,
-            file_sha256=upload.sha256, file_md5=upload.digests.get("md5"),
-            file_sha1=upload.digests.get("sha1"), file_sha512=upload.digests.get("sha512"),
-            requires_python=requires_python or None)
-        db.session.add(row)
-        package.updated_at = utcnow()
-        if before_commit is not None:
-            db.session.flush()
-            before_commit(package)
-        db.session.commit()
-        return row
+        for attempt in range(2):
+            try:
+                return _add_file(project, package_type, name, version, upload,
+                                 file_name=file_name, unique_file_name=unique_file_name,
+                                 requires_python=requires_python, metadata=metadata,
+                                 before_commit=before_commit)
+            except IntegrityError:
+                # Another upload created the same version at the same moment: the
+                # second attempt finds it and adds the file to it.
+                db.session.rollback()
+                if attempt:
+                    raise
     except BaseException:
         db.session.rollback()
         upload.discard()
         upload.unstore()
         raise
+
+
+def _add_file(project, package_type, name, version, upload, *, file_name, unique_file_name,
+              requires_python, metadata, before_commit) -> PackageFile:
+    package = find(project, package_type, name, version)
+    if package is None:
+        package = Package(project_id=project.id, package_type=package_type, name=name,
+                          version=version, metadata_json=metadata)
+        db.session.add(package)
+    elif unique_file_name and any(f.file_name == file_name for f in package.files):
+        raise Invalid({"file_name": ["File name has already been taken"]})
+    upload.store()
+    row = PackageFile(
+        package=package, file_name=file_name, size=upload.size,
+        file_sha256=upload.sha256, file_md5=upload.digests.get("md5"),
+        file_sha1=upload.digests.get("sha1"), file_sha512=upload.digests.get("sha512"),
+        requires_python=requires_python or None)
+    db.session.add(row)
+    package.updated_at = utcnow()
+    if before_commit is not None:
+        db.session.flush()
+        before_commit(package)
+    db.session.commit()
+    return row
 
 
 def latest_file(project: Project, package_type: str, name: str, version: str,
