@@ -364,16 +364,24 @@ def test_one_gib_upload_and_download_keep_memory_flat(one_worker, make, tmp_path
     assert peak < 150, f"worker peak RSS {peak:.0f} MB"
 
 
-def test_a_client_that_disconnects_halfway_leaves_no_row_and_no_file(one_worker, make, migrated):
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_client_that_disconnects_halfway_leaves_no_row_and_no_file(one_worker, make, migrated,
+                                                                     framing):
     port, _, data = one_worker
     project = make.project("tanuki/flaky")
     _, _, secret = make.token("tanuki/flaky", ["write_package_registry"])
     path = f"/api/v4/projects/{project.id}/packages/generic/flaky/1.0.0/half.bin"
     tmp = data / "packages" / "tmp"
+    length = (f"Content-Length: {64 * 1024 * 1024}" if framing == "content-length"
+              else "Transfer-Encoding: chunked")
+    piece = b"\0" * (1024 * 1024)
+    if framing == "chunked":
+        piece = b"%x\r\n" % len(piece) + piece + b"\r\n"
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall((f"PUT {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nDeploy-Token: {secret}\r\n"
-                      f"Content-Length: {64 * 1024 * 1024}\r\n\r\n").encode())
-        sock.sendall(b"\0" * (8 * 1024 * 1024))
+                      f"{length}\r\n\r\n").encode())
+        for _ in range(8):
+            sock.sendall(piece)
         wait_until(lambda: files_under(tmp), what="the upload to start")
     wait_until(lambda: not files_under(tmp), what="the temp file to go")
     assert count_rows(migrated) == 0

@@ -170,6 +170,14 @@ class Upload:
             content_path(self.sha256).unlink(missing_ok=True)
 
 
+def read_body(stream: BinaryIO, size: int) -> bytes:
+    """Read from a request body; a connection that breaks mid-body is Incomplete."""
+    try:
+        return stream.read(size)
+    except OSError as exc:  # gunicorn's NoMoreData on a cut chunked body, resets
+        raise Incomplete(f"the client stopped sending ({exc.__class__.__name__})") from exc
+
+
 def receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = ()
             ) -> Upload:
     """Stream a request body into a finished Upload; discard it on any failure."""
@@ -178,7 +186,7 @@ def receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str
         if length is not None and length > upload.limit:
             raise TooLarge(f"File is too large (maximum is {upload.limit} bytes)")
         while True:
-            chunk = stream.read(CHUNK)
+            chunk = read_body(stream, CHUNK)
             if not chunk:
                 break
             upload.write(chunk)

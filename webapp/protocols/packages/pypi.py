@@ -89,7 +89,7 @@ def _receive_form():
     stream = request.stream
     try:
         while True:
-            chunk = stream.read(FEED)
+            chunk = package_storage.read_body(stream, FEED)
             received += len(chunk)
             decoder.receive_data(chunk or None)
             while True:
