@@ -445,3 +445,18 @@ def test_a_failed_commit_leaves_no_row_and_no_file(app, make, project, monkeypat
         monkeypatch.undo()
     assert rows(app) == (0, 0)
     assert stored_files(app) == []
+
+
+def test_pypi_upload_needs_a_multipart_form_with_content(app, client, make, project):
+    _, username, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
+    url = f"/api/v4/projects/{project.id}/packages/pypi"
+    not_a_form = client.post(url, data=b"{}", headers={**basic(username, secret),
+                                                       "Content-Type": "application/json"})
+    assert not_a_form.status_code == 400 and "multipart/form-data" in not_a_form.json["error"]
+    body = (b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\npkg\r\n--b--\r\n')
+    no_file = client.post(url, data=body, headers={**basic(username, secret),
+                                                   "Content-Type": "multipart/form-data; boundary=b"})
+    assert no_file.status_code == 400 and "content is missing" in no_file.json["error"]
+    bad_name = pypi_upload(client, project.id, basic(username, secret), file_name="../../evil.whl")
+    assert bad_name.status_code == 400
+    assert rows(app) == (0, 0) and stored_files(app) == []
