@@ -460,3 +460,15 @@ def test_pypi_upload_needs_a_multipart_form_with_content(app, client, make, proj
     bad_name = pypi_upload(client, project.id, basic(username, secret), file_name="../../evil.whl")
     assert bad_name.status_code == 400
     assert rows(app) == (0, 0) and stored_files(app) == []
+
+
+def test_project_and_group_refs_with_unencoded_slashes_are_taken_as_meant(client, make):
+    project = make.project("tanuki/infra/deploy")
+    _, username, secret = make.token("tanuki/infra", ["write_package_registry"])
+    url = generic_url("tanuki/infra/deploy")
+    assert client.put(url, data=b"x", headers=basic(username, secret)).status_code == 201
+    assert client.get(generic_url(project.id), headers=basic(username, secret)).data == b"x"
+    assert pypi_upload(client, "tanuki%2Finfra%2Fdeploy", basic(username, secret)).status_code == 201
+    html = client.get("/api/v4/groups/tanuki/infra/-/packages/pypi/simple/",
+                      headers=basic(username, secret)).get_data(as_text=True)
+    assert "my-pkg" in html

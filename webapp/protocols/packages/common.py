@@ -56,11 +56,15 @@ def raw_segment(prefix: str) -> Optional[str]:
     return path[len(prefix):]
 
 
-def ref_from_uri(prefix: str, fallback: str) -> str:
+def ref_from_uri(prefix: str, routed: str) -> str:
+    """The `:id` as sent: one raw segment, URL-decoded (`routed` is werkzeug's guess)."""
     rest = raw_segment(prefix)
     if rest is None:
-        return fallback
-    return unquote(rest.split("/", 1)[0])
+        return routed
+    ref = unquote(rest.split("/", 1)[0])
+    if routed != ref and routed.startswith(ref + "/"):
+        return routed  # a full path sent with its slashes unencoded: take it as meant
+    return ref
 
 
 def error(status: int, message: str, **headers) -> NoReturn:
