@@ -50,9 +50,8 @@ def max_tarball() -> int:
           methods=["GET", "PUT", "DELETE"])
 def npm(ref, rest):
     raw = raw_segment("/api/v4/projects/")
-    if raw is not None:
-        rest = raw.split("/", 1)[1].partition("packages/npm/")[2] if "/" in raw else rest
-    rest = unquote(rest)
+    if raw is not None and "/packages/npm/" in raw:
+        rest = unquote(raw.partition("/packages/npm/")[2])
     for pattern, kind in ROUTES:
         match = pattern.match(rest)
         if match:
