@@ -472,3 +472,25 @@ def test_project_and_group_refs_with_unencoded_slashes_are_taken_as_meant(client
     html = client.get("/api/v4/groups/tanuki/infra/-/packages/pypi/simple/",
                       headers=basic(username, secret)).get_data(as_text=True)
     assert "my-pkg" in html
+
+
+def test_pypi_form_with_long_metadata_and_many_classifiers(app, client, make, project):
+    _, username, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
+    content = b"sdist bytes"
+    fields = [(":action", "file_upload"), ("name", "long-pkg"), ("version", "2.0"),
+              ("md5_digest", hashlib.md5(content).hexdigest()),
+              ("description", "README " * 100_000)]
+    fields += [("classifiers", f"Topic :: Thing {n}") for n in range(200)]
+    boundary = "b0und"
+    body = b"".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+                    for k, v in fields)
+    body += (f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+             f'filename="long_pkg-2.0.tar.gz"\r\n\r\n').encode() + content
+    body += f"\r\n--{boundary}--\r\n".encode()
+    response = client.post(f"/api/v4/projects/{project.id}/packages/pypi", data=body,
+                           headers={**basic(username, secret),
+                                    "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    with app.app_context():
+        row = db.session.query(PackageFile).one()
+        assert row.file_md5 == hashlib.md5(content).hexdigest()

@@ -17,9 +17,13 @@ from .common import bp, error, external_url, group_for, project_for, send_packag
 PROJECT = "/api/v4/projects/<path:ref>/packages/pypi"
 GROUP = "/api/v4/groups/<path:ref>/-/packages/pypi"
 DIST_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+!-]*\.(whl|tar\.gz|zip|tar\.bz2|egg)$")
-# Form fields are metadata: a few KiB. Anything bigger is refused, never buffered.
+# Only these form fields are kept; the rest (description, classifiers...) are skipped
+# as they stream past, so a long README costs nothing. Kept fields are small.
+KEPT_FIELDS = {":action", "name", "version", "summary", "requires_python", "sha256_digest",
+               "md5_digest", "filetype"}
 FIELD_LIMIT = 64 * 1024
-FIELDS_TOTAL_LIMIT = 1024 * 1024
+# Room for the skipped metadata around the file when checking Content-Length.
+FORM_OVERHEAD = 16 * 1024 * 1024
 # The decoder's buffer holds at most one chunk plus a boundary's worth of tail.
 FEED = 256 * 1024
 
@@ -54,11 +58,11 @@ def _check_upload(fields: dict[str, str], upload, file_name: str
     if not DIST_RE.match(file_name) or ".." in file_name:
         raise Invalid({"content": [f"'{file_name}' is not a valid distribution file name"]})
     for field, algorithm in (("sha256_digest", "sha256"), ("md5_digest", "md5")):
-        sent = fields.get(field, "").strip().lower()
-        if sent and not hmac.compare_digest(sent, upload.digests[algorithm]):
+        sent, actual = fields.get(field, "").strip().lower(), upload.digests.get(algorithm)
+        if sent and actual and not hmac.compare_digest(sent, actual):
             raise Invalid({field: [
                 f"{field} does not match the uploaded file: the file was corrupted on the "
-                f"way or the digest is wrong (received {upload.digests[algorithm]})"]})
+                f"way or the digest is wrong (received {actual})"]})
     requires_python = fields.get("requires_python", "").strip() or None
     if requires_python and len(requires_python) > 255:
         raise Invalid({"requires_python": ["requires_python is too long"]})
@@ -77,15 +81,15 @@ def _receive_form():
     if mimetype != "multipart/form-data" or not boundary:
         error(400, "expected a multipart/form-data upload (as twine sends)")
     length = request.content_length
-    limit = package_storage.max_size() + FIELDS_TOTAL_LIMIT
+    limit = package_storage.max_size() + FORM_OVERHEAD
     if length is not None and length > limit:
         error(413, f"File is too large (maximum is {package_storage.max_size()} bytes)",
               Connection="close")
     decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=FEED * 4,
-                               max_parts=64)
+                               max_parts=1000)
     fields: dict[str, str] = {}
     upload, file_name = None, ""
-    part, buffer, total_fields, received = None, bytearray(), 0, 0
+    part, buffer, received = None, bytearray(), 0
     stream = request.stream
     try:
         while True:
@@ -98,19 +102,21 @@ def _receive_form():
                     break
                 if isinstance(event, File):
                     if event.name == "content" and upload is None:
-                        upload = package_storage.Upload.start(("md5",))
+                        # MD5 only when the client sent one to check (twine 7 does not).
+                        upload = package_storage.Upload.start(
+                            ("md5",) if fields.get("md5_digest") else ())
                         file_name, part = event.filename or "", "content"
                     else:
                         part = None  # other files (signatures) are not kept
                 elif isinstance(event, Field):
-                    part, buffer = event.name, bytearray()
+                    part = event.name if event.name in KEPT_FIELDS else None
+                    buffer = bytearray()
                 elif isinstance(event, Data):
                     if part == "content":
                         upload.write(event.data)
                     elif part is not None:
                         buffer += event.data
-                        total_fields += len(event.data)
-                        if len(buffer) > FIELD_LIMIT or total_fields > FIELDS_TOTAL_LIMIT:
+                        if len(buffer) > FIELD_LIMIT:
                             error(400, f"form field '{part}' is too large")
                         if not event.more_data:
                             fields[part] = buffer.decode("utf-8", "replace")
