@@ -65,6 +65,15 @@ def test_generic_upload_and_download_with_deploy_token_header(app, client, make,
     assert again.status_code == 304
 
 
+def test_generic_upload_can_answer_with_the_stored_file(client, make, project):
+    _, _, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
+    put = client.put(generic_url(project.id) + "?select=package_file", data=b"abc",
+                     headers={"Deploy-Token": secret})
+    assert put.status_code == 201
+    assert put.json["file_sha256"] == hashlib.sha256(b"abc").hexdigest()
+    assert put.json["size"] == 3 and put.json["file_name"] == "tool.bin"
+
+
 def test_generic_accepts_the_url_encoded_full_path(client, make, project):
     _, username, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
     url = generic_url("tanuki%2Fawesome_project")

@@ -17,8 +17,13 @@ def generic_upload(ref, package_name, package_version, file_name):
     except Invalid as exc:
         error(400, str(exc))
     upload = receive_body()
-    packages.add_file(project, "generic", package_name, package_version, upload,
-                      file_name=file_name)
+    row = packages.add_file(project, "generic", package_name, package_version, upload,
+                            file_name=file_name)
+    if request.args.get("select") == "package_file":
+        # GitLab's option for scripts that want the stored file's details back.
+        return jsonify(id=row.id, package_id=row.package_id, file_name=row.file_name,
+                       size=row.size, file_sha256=row.file_sha256,
+                       created_at=row.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"), 201
     return jsonify(message="201 Created"), 201
 
 
