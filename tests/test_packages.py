@@ -503,3 +503,17 @@ def test_pypi_form_with_long_metadata_and_many_classifiers(app, client, make, pr
     with app.app_context():
         row = db.session.query(PackageFile).one()
         assert row.file_md5 == hashlib.md5(content).hexdigest()
+
+
+def test_group_index_for_a_member_with_a_password(client, make):
+    from tests.conftest import PASSWORD
+    project = make.project("tanuki/infra/lib")
+    _, wu, ws = make.token("tanuki/infra/lib", ["write_package_registry"])
+    assert pypi_upload(client, project.id, basic(wu, ws)).status_code == 201
+    reporter, stranger = make.user("rep"), make.user("stranger")
+    make.member("tanuki", reporter, "reporter")
+    url = "/api/v4/groups/tanuki/-/packages/pypi/simple/my-pkg/"
+    assert "my_pkg-1.0-py3-none-any.whl" in client.get(
+        url, headers=basic("rep", PASSWORD)).get_data(as_text=True)
+    assert client.get(url, headers=basic("stranger", PASSWORD)).status_code == 404
+    assert client.get(url, headers=basic("rep", "wrong-password")).status_code == 401
