@@ -12,30 +12,40 @@ from ..auth import REALM, BadCredentials, bearer_token, principal_from_basic
 bp = Blueprint("packages_api", __name__)
 
 
+# How a bare secret may arrive, and which token kinds it may be, tried in order. This is
+# the one place to add a kind: personal access tokens (issue 6) join the bearer row and
+# a `Private-Token` row as `credentials.from_personal_access_token`.
+SECRET_RESOLVERS = {
+    "Deploy-Token": (credentials.from_deploy_token_secret,),
+    "Bearer": (credentials.from_deploy_token_secret,),
+}
+# GitLab: a personal access token reads packages with `read_api` or `api`, writes with `api`.
+PERSONAL_TOKEN_SCOPES = {Action.READ_PACKAGE: frozenset({"api", "read_api"}),
+                         Action.WRITE_PACKAGE: frozenset({"api"})}
+
+
 def request_principal() -> Principal:
-    """Resolve the request's credentials: the one place each kind is recognised.
+    """Resolve the request's credentials into one Principal.
 
     - `Deploy-Token: <secret>` (generic packages): a deploy token, no username.
-    - `Authorization: Bearer <secret>` (npm's `_authToken`): a deploy token here;
-      personal access tokens (issue 6) are resolved at this same spot.
+    - `Authorization: Bearer <secret>` (npm's `_authToken`): a deploy token.
     - `Authorization: Basic` (twine, pip, curl -u): a deploy token with its own
       username, or a user and password.
     Credentials that were sent but match nothing raise BadCredentials (401).
     """
-    header = request.headers.get("Deploy-Token")
-    if header is not None:
-        return _by_secret(header.strip())
-    bearer = bearer_token(request)
-    if bearer is not None:
-        return _by_secret(bearer)
+    for header in SECRET_RESOLVERS:
+        secret = bearer_token(request) if header == "Bearer" else request.headers.get(header)
+        if secret is not None:
+            return _by_secret(secret.strip(), SECRET_RESOLVERS[header])
     return principal_from_basic(request)
 
 
-def _by_secret(secret: str) -> Principal:
-    principal = credentials.from_deploy_token_secret(secret)
-    if principal is None:
-        raise BadCredentials("unknown, revoked or expired token")
-    return principal
+def _by_secret(secret: str, resolvers) -> Principal:
+    for resolve in resolvers:
+        principal = resolve(secret)
+        if principal is not None:
+            return principal
+    raise BadCredentials("unknown, revoked or expired token")
 
 
 def raw_segment(prefix: str) -> Optional[str]:
@@ -106,6 +116,9 @@ def project_for(action: Action, ref: str) -> tuple[Project, Principal]:
     decision = can(principal, action, project)
     if not decision:
         deny(decision)
+    needed = PERSONAL_TOKEN_SCOPES[action]
+    if principal.kind == "personal_access_token" and not principal.scopes & needed:
+        error(403, f"this personal access token needs the {' or '.join(sorted(needed))} scope")
     credentials.record_use(principal, request.remote_addr)
     return project, principal
 
