@@ -8,6 +8,8 @@ import os
 import re
 import signal
 import uuid
+from contextlib import contextmanager
+from pathlib import Path
 from datetime import date
 
 import pytest
@@ -213,24 +215,31 @@ def auth(client):
     return AuthActions(client)
 
 
-@pytest.fixture
-def live_server(migrated, tmp_path):
-    """The app under gunicorn on a loopback port, sharing the test database."""
+@contextmanager
+def gunicorn(database_url: str, data_dir: Path, log_dir: Path, *, workers: int = 2, **settings):
+    """Gatehouse under a real gunicorn on a free loopback port, sharing the test database.
+
+    `settings` become GATEHOUSE_* variables (AUTH_BAN_TIME=2, REDIS_URL=...).
+    """
     port = free_port()
-    data = tmp_path / "data"  # the same DATA_DIR as the app fixture: one set of repositories
-    env = dict(os.environ,
-               DATABASE_URL=migrated,
-               GATEHOUSE_SECRET_KEY="live-test-secret",
-               GATEHOUSE_DATA_DIR=str(data),
-               GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}",
-               GATEHOUSE_ENCRYPTION_KEY=ENCRYPTION_KEY,
-               PYTHONUNBUFFERED="1")
-    log = tmp_path / "gunicorn.log"
-    cmd = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "2",
-           "--no-control-socket", "--timeout", "120", "--config", str(ROOT / "gunicorn.conf.py"),
+    env = dict(os.environ, DATABASE_URL=database_url, GATEHOUSE_SECRET_KEY="live-test-secret",
+               GATEHOUSE_DATA_DIR=str(data_dir), GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}",
+               GATEHOUSE_ENCRYPTION_KEY=ENCRYPTION_KEY, PYTHONUNBUFFERED="1")
+    env.pop("GATEHOUSE_REDIS_URL", None)
+    env.update({f"GATEHOUSE_{key}": str(value) for key, value in settings.items()})
+    log = log_dir / f"gunicorn-{port}.log"
+    cmd = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+           "--no-control-socket", "--timeout", "300", "--config", str(ROOT / "gunicorn.conf.py"),
            "wsgi:app"]
     with running(cmd, port=port, env=env, log=log, stop_signal=signal.SIGINT) as proc:
-        yield LiveServer(f"http://127.0.0.1:{port}", port, proc, log, data)
+        yield LiveServer(f"http://127.0.0.1:{port}", port, proc, log, data_dir)
+
+
+@pytest.fixture
+def live_server(migrated, tmp_path):
+    """The app under gunicorn, with the same DATA_DIR as the `app` fixture."""
+    with gunicorn(migrated, tmp_path / "data", tmp_path) as server:
+        yield server
 
 
 class LiveServer:

@@ -288,6 +288,19 @@ def seed_demo():
     click.echo("Demo seeded. " + text, nl=False)
 
 
+packages_cli = AppGroup("packages", help="Maintain package storage.")
+
+
+@packages_cli.command("gc")
+def packages_gc():
+    """Remove temp files older than a day and stored files no package row points to."""
+    from .services import package_storage
+    removed = package_storage.gc()
+    click.echo(f"Removed {removed['tmp']} temp file(s) and {removed['content']} unreferenced "
+               f"file(s), {removed['bytes']} bytes")
+
+
 def register(app) -> None:
-    for command in (users, groups, projects, members, tokens, runner_tokens, crypto, seed_demo):
+    for command in (users, groups, projects, members, tokens, runner_tokens, crypto, packages_cli,
+                    seed_demo):
         app.cli.add_command(command)

@@ -28,6 +28,8 @@ DEFAULTS = {
     # Shared counters live in Redis when this is set (redis://host:port/db), else in the DB.
     "REDIS_URL": None,
     "REDIS_PREFIX": "gatehouse:",
+    # Largest package file accepted, in bytes (checked while the upload streams).
+    "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
 }
 
 

@@ -15,9 +15,8 @@ import pytest
 from webapp.extensions import db
 from webapp.models import AuthFailure, DeployToken
 
-from ..conftest import PASSWORD
-from ..support import (ROOT, VENV_BIN, free_port, peak_rss_mb, redis_server,
-                       require_binary, running)
+from ..conftest import PASSWORD, gunicorn
+from ..support import peak_rss_mb, redis_server, require_binary
 from .gitclient import seed
 
 
@@ -50,18 +49,9 @@ def serve(app, migrated, tmp_path):
     require_binary("git")
     with ExitStack() as stack:
         def start(workers=2, **settings) -> Server:
-            port = free_port()
-            env = dict(os.environ, DATABASE_URL=migrated, GATEHOUSE_SECRET_KEY="live-test-secret",
-                       GATEHOUSE_DATA_DIR=app.config["DATA_DIR"],
-                       GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}", PYTHONUNBUFFERED="1")
-            env.pop("GATEHOUSE_REDIS_URL", None)
-            env.update({f"GATEHOUSE_{key}": str(value) for key, value in settings.items()})
-            log = tmp_path / f"gunicorn-{port}.log"
-            cmd = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
-                   "--workers", str(workers), "--no-control-socket", "--timeout", "120",
-                   "--config", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
-            proc = stack.enter_context(running(cmd, port=port, env=env, log=log))
-            return Server(f"http://127.0.0.1:{port}", port, proc, log)
+            live = stack.enter_context(gunicorn(migrated, Path(app.config["DATA_DIR"]), tmp_path,
+                                                workers=workers, **settings))
+            return Server(live.url, live.port, live.proc, live.log)
         yield start
 
 

@@ -3,12 +3,14 @@ from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
 from .audit import AuditEvent
 from .auth_ban import AuthFailure
 from .deploy_tokens import SCOPES, DeployToken
+from .packages import PACKAGE_TYPES, Package, PackageFile, PackageTag
 from .personal_access_tokens import PAT_SCOPES, PersonalAccessToken
 from .runners import RunnerToken
 from .types import UTCDateTime, utcnow
 
 __all__ = [
     "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "Group", "Membership",
-    "PAT_SCOPES", "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
+    "PACKAGE_TYPES", "PAT_SCOPES", "Package", "PackageFile", "PackageTag",
+    "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
     "UTCDateTime", "Visibility", "utcnow",
 ]

@@ -1,0 +1,158 @@
+"""Package throughput: Gatehouse under gunicorn vs. nginx and a plain file copy.
+
+    .venv/bin/python bench/packages.py [--size-mb 500] [--runs 5]
+
+Downloads: the same 500 MB file through Gatehouse's generic package endpoint and from
+nginx serving it straight from disk (both with sendfile, both warm in the page cache),
+fetched with curl into /dev/null. Uploads: curl PUT to Gatehouse (streamed, hashed,
+fsynced, renamed, row committed) vs. copying the file and fsyncing the copy. Prints
+the median time of each and the ratios (target: download ≤ 1.2× nginx).
+"""
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support import VENV_BIN, free_port, running  # noqa: E402
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 1;
+user root;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+    }}
+}}
+"""
+
+
+def curl_seconds(*args: str) -> float:
+    out = subprocess.run(["curl", "--fail", "--silent", "--show-error", "--output", "/dev/null",
+                          "--write-out", "%{time_total}", *args],
+                         check=True, capture_output=True, text=True)
+    return float(out.stdout)
+
+
+def copy_seconds(source: Path, target: Path) -> float:
+    start = time.perf_counter()
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1024 * 1024)
+        dst.flush()
+        os.fsync(dst.fileno())
+    elapsed = time.perf_counter() - start
+    target.unlink()
+    return elapsed
+
+
+def setup_database(env: dict) -> tuple[int, str]:
+    """Migrate a fresh SQLite database and create a project with a write token."""
+    script = (
+        "from flask_migrate import upgrade\n"
+        "from wsgi import app\n"
+        "from webapp.services import accounts, deploy_tokens\n"
+        "with app.app_context():\n"
+        "    upgrade()\n"
+        "    accounts.create_group('bench')\n"
+        "    p = accounts.create_project('bench/files')\n"
+        "    t, s = deploy_tokens.create(p, name='bench', scopes=['write_package_registry'])\n"
+        "    print(p.id, s)\n")
+    out = subprocess.run([str(VENV_BIN / "python"), "-c", script], cwd=ROOT, env=env,
+                         check=True, capture_output=True, text=True)
+    project_id, secret = out.stdout.split()[-2:]
+    return int(project_id), secret
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    if not shutil.which("nginx") or not shutil.which("curl"):
+        sys.exit("needs nginx and curl")
+
+    with tempfile.TemporaryDirectory(prefix="gatehouse-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        payload = tmp / "payload.bin"
+        with open(payload, "wb") as f:
+            for _ in range(args.size_mb):
+                f.write(os.urandom(1024 * 1024))
+        size = payload.stat().st_size
+
+        port = free_port()
+        env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}",
+                   GATEHOUSE_SECRET_KEY="bench", GATEHOUSE_DATA_DIR=str(tmp / "data"),
+                   GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}", GATEHOUSE_WORKERS="2")
+        project_id, secret = setup_database(env)
+        base = f"http://127.0.0.1:{port}/api/v4/projects/{project_id}/packages/generic/bench"
+        gunicorn = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+                    "--config", str(ROOT / "gunicorn.conf.py"), "--access-logfile", "/dev/null",
+                    "wsgi:app"]
+        with running(gunicorn, port=port, env=env, log=tmp / "gunicorn.log"):
+            header = ["--header", f"Deploy-Token: {secret}"]
+            uploads, copies = [], []
+            for run in range(args.runs):
+                uploads.append(curl_seconds(*header, "--upload-file", str(payload),
+                                            f"{base}/1.0.{run}/payload.bin"))
+                copies.append(copy_seconds(payload, tmp / "copy.bin"))
+
+            # nginx serves the very file Gatehouse stored, from its content address.
+            stored = next(p for p in (tmp / "data" / "packages" / "sha256").rglob("*")
+                          if p.is_file())
+            www = tmp / "www"
+            www.mkdir()
+            os.link(stored, www / "payload.bin")
+            nginx_port = free_port()
+            conf = tmp / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=www))
+            with running(["nginx", "-c", str(conf), "-p", str(tmp)], port=nginx_port, env=env,
+                         log=tmp / "nginx.log"):
+                nginx_url = f"http://127.0.0.1:{nginx_port}/payload.bin"
+                ours_url = f"{base}/1.0.0/payload.bin"
+                curl_seconds(nginx_url)
+                curl_seconds(*header, ours_url)  # warm both
+                ours, theirs = [], []
+                for _ in range(args.runs):
+                    ours.append(curl_seconds(*header, ours_url))
+                    theirs.append(curl_seconds(nginx_url))
+
+    mb = size / 1e6
+
+    def line(label, times):
+        median = statistics.median(times)
+        return f"  {label:<34} median {median:6.3f} s  ({mb / median:7.0f} MB/s)"
+
+    print(f"{args.size_mb} MiB file, {args.runs} runs each, {os.cpu_count()} CPUs")
+    print("download")
+    print(line("Gatehouse (gunicorn, sendfile)", ours))
+    print(line("nginx from disk", theirs))
+    print(f"  ratio Gatehouse / nginx: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+    print("upload")
+    print(line("Gatehouse (stream, sha256, fsync)", uploads))
+    print(line("plain copy + fsync", copies))
+    print(f"  ratio Gatehouse / copy: {statistics.median(uploads) / statistics.median(copies):.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""Generic packages: any file, PUT and GET by package name, version and file name."""
+from flask import jsonify, request
+
+from ...services import package_storage, packages
+from ...services.errors import Invalid, NotFound
+from ...services.policy import Action
+from .common import bp, error, project_for, send_package_file
+
+PREFIX = "/api/v4/projects/<path:ref>/packages/generic/<package_name>/<package_version>/<file_name>"
+
+
+@bp.route(PREFIX, methods=["PUT"])
+def generic_upload(ref, package_name, package_version, file_name):
+    project, _ = project_for(Action.WRITE_PACKAGE, ref)
+    try:
+        packages.check_generic(package_name, package_version, file_name)
+    except Invalid as exc:
+        error(400, str(exc))
+    upload = receive_body()
+    row = packages.add_file(project, "generic", package_name, package_version, upload,
+                            file_name=file_name)
+    if request.args.get("select") == "package_file":
+        # GitLab's option for scripts that want the stored file's details back.
+        return jsonify(id=row.id, package_id=row.package_id, file_name=row.file_name,
+                       size=row.size, file_sha256=row.file_sha256,
+                       created_at=row.created_at.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"), 201
+    return jsonify(message="201 Created"), 201
+
+
+@bp.route(PREFIX, methods=["GET"])
+def generic_download(ref, package_name, package_version, file_name):
+    project, _ = project_for(Action.READ_PACKAGE, ref)
+    try:
+        row = packages.latest_file(project, "generic", package_name, package_version, file_name)
+    except NotFound as exc:
+        error(404, str(exc))
+    return send_package_file(row)
+
+
+def receive_body(algorithms=()) -> package_storage.Upload:
+    """Stream the request body to storage, answering 413 past MAX_PACKAGE_SIZE."""
+    try:
+        return package_storage.receive(request.stream, length=request.content_length,
+                                       algorithms=algorithms)
+    except package_storage.TooLarge as exc:
+        error(413, str(exc), Connection="close")
+    except package_storage.Incomplete as exc:
+        error(400, f"upload incomplete: {exc}")

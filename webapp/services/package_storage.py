@@ -1,0 +1,253 @@
+"""Package files on disk: streamed to a temp file, hashed, fsynced, then content-addressed.
+
+Layout under DATA_DIR/packages: `tmp/` holds uploads in flight, `sha256/ab/cd/<hex>`
+holds finished files. A file reaches its content address before any row points at it,
+so a crash can leave an unreferenced file (removed by `packages gc`), never a row
+without its file.
+"""
+import hashlib
+import os
+import queue
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Optional
+
+import sqlalchemy as sa
+from flask import current_app
+
+from ..extensions import db
+from ..models import PackageFile
+
+CHUNK = 1024 * 1024
+TMP_MAX_AGE = 24 * 3600
+# A content file younger than this may belong to an upload whose row is being
+# committed right now: gc leaves it alone.
+CONTENT_GRACE = 3600
+
+
+class TooLarge(Exception):
+    """The upload exceeds MAX_PACKAGE_SIZE (HTTP 413)."""
+
+
+class Incomplete(Exception):
+    """The client stopped sending before the announced length (it disconnected)."""
+
+
+def root() -> Path:
+    return Path(current_app.config["DATA_DIR"]) / "packages"
+
+
+def content_path(sha256: str) -> Path:
+    """Where the file with this SHA-256 lives."""
+    return root() / "sha256" / sha256[:2] / sha256[2:4] / sha256
+
+
+def max_size() -> int:
+    return int(current_app.config["MAX_PACKAGE_SIZE"])
+
+
+class _Beside:
+    """Apply `consume` to each chunk on a thread of its own, at most a few chunks behind.
+
+    hashlib and file writes release the GIL on large buffers, so hashing, writing and
+    reading the socket proceed on different cores; the short queue bounds memory.
+    """
+
+    def __init__(self, consume):
+        self.consume, self.error = consume, None
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.thread: Optional[threading.Thread] = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (data := self.queue.get()) is not None:
+            if self.error is None:
+                try:
+                    self.consume(data)
+                except BaseException as exc:  # surfaced in put() or close()
+                    self.error = exc
+
+    def put(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(data)
+
+    def close(self) -> None:
+        if self.thread is not None:
+            self.queue.put(None)
+            self.thread.join()
+            self.thread = None
+        if self.error is not None:
+            raise self.error
+
+
+@dataclass
+class Upload:
+    """A file being received: written to a temp file and hashed on the way."""
+
+    path: Path
+    algorithms: tuple[str, ...]
+    limit: int
+    size: int = 0
+    digests: dict[str, str] = field(default_factory=dict)
+    _file: Optional[BinaryIO] = None
+    _hashes: dict = field(default_factory=dict)
+    _hasher: Optional[_Beside] = None
+    _writer: Optional[_Beside] = None
+    # True once this upload put a new file at the content address (not a shared one).
+    created: bool = False
+
+    @classmethod
+    def start(cls, algorithms: Iterable[str] = (), limit: Optional[int] = None) -> "Upload":
+        """Open a fresh temp file under packages/tmp."""
+        tmp = root() / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        algos = tuple(dict.fromkeys(("sha256", *algorithms)))
+        path = tmp / f"upload-{secrets.token_hex(12)}"
+        upload = cls(path=path, algorithms=algos, limit=max_size() if limit is None else limit)
+        upload._file = open(path, "xb")
+        upload._hashes = {a: hashlib.new(a) for a in algos}
+        upload._hasher = _Beside(upload._hash)
+        upload._writer = _Beside(upload._file.write)
+        return upload
+
+    def _hash(self, data: bytes) -> None:
+        for h in self._hashes.values():
+            h.update(data)
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            raise TooLarge(f"File is too large (maximum is {self.limit} bytes)")
+        self._hasher.put(data)
+        self._writer.put(data)
+
+    def finish(self) -> None:
+        """Flush and fsync the temp file and compute its digests."""
+        self._writer.close()
+        self._hasher.close()
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self.digests = {a: h.hexdigest() for a, h in self._hashes.items()}
+
+    @property
+    def sha256(self) -> str:
+        return self.digests["sha256"]
+
+    def store(self) -> Path:
+        """Move the finished file to its content address (shared if it is already there)."""
+        target = content_path(self.sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            # Same bytes already stored: refresh its age so gc cannot race this upload.
+            os.utime(target)
+            self.path.unlink(missing_ok=True)
+        else:
+            os.replace(self.path, target)
+            _fsync_dir(target.parent)
+            self.created = True
+        return target
+
+    def discard(self) -> None:
+        """Remove the temp file (an upload that failed or was refused)."""
+        for worker in (self._writer, self._hasher):
+            if worker is not None:
+                try:
+                    worker.close()
+                except Exception:
+                    pass  # the upload is being thrown away; its write error no longer matters
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def unstore(self) -> None:
+        """Undo store() after the row could not be committed, unless a row uses the file."""
+        if self.created and not referenced(self.sha256):
+            content_path(self.sha256).unlink(missing_ok=True)
+
+
+def read_body(stream: BinaryIO, size: int) -> bytes:
+    """Read from a request body; a connection that breaks mid-body is Incomplete."""
+    try:
+        return stream.read(size)
+    except OSError as exc:  # gunicorn's NoMoreData on a cut chunked body, resets
+        raise Incomplete(f"the client stopped sending ({exc.__class__.__name__})") from exc
+
+
+def receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = ()
+            ) -> Upload:
+    """Stream a request body into a finished Upload; discard it on any failure."""
+    upload = Upload.start(algorithms)
+    try:
+        if length is not None and length > upload.limit:
+            raise TooLarge(f"File is too large (maximum is {upload.limit} bytes)")
+        while True:
+            chunk = read_body(stream, CHUNK)
+            if not chunk:
+                break
+            upload.write(chunk)
+        if length is not None and upload.size != length:
+            raise Incomplete(f"received {upload.size} of {length} bytes")
+        upload.finish()
+    except BaseException:
+        upload.discard()
+        raise
+    return upload
+
+
+def receive_bytes(data: bytes, algorithms: Iterable[str] = ()) -> Upload:
+    """Store bytes already in memory (an npm tarball decoded from its JSON)."""
+    upload = Upload.start(algorithms)
+    try:
+        upload.write(data)
+        upload.finish()
+    except BaseException:
+        upload.discard()
+        raise
+    return upload
+
+
+def referenced(sha256: str) -> bool:
+    return db.session.scalar(
+        sa.select(PackageFile.id).where(PackageFile.file_sha256 == sha256).limit(1)) is not None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def gc(*, now: Optional[float] = None, tmp_max_age: int = TMP_MAX_AGE,
+       grace: int = CONTENT_GRACE) -> dict[str, int]:
+    """Remove temp files older than a day and content files no row points to."""
+    now = now or time.time()
+    removed = {"tmp": 0, "content": 0, "bytes": 0}
+    for path in (root() / "tmp").glob("*") if (root() / "tmp").is_dir() else []:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if now - stat.st_mtime > tmp_max_age:
+            path.unlink(missing_ok=True)
+            removed["tmp"] += 1
+            removed["bytes"] += stat.st_size
+    base = root() / "sha256"
+    if base.is_dir():
+        for path in base.glob("*/*/*"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if now - stat.st_mtime <= grace or referenced(path.name):
+                continue
+            path.unlink(missing_ok=True)
+            removed["content"] += 1
+            removed["bytes"] += stat.st_size
+    return removed
