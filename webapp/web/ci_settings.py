@@ -9,6 +9,7 @@ from ..services.policy import Action, can
 from .forms import RunnerTokenForm
 from .render import client_ip, is_htmx, principal, render
 
+RUNNER_REVOKE_CONSEQUENCE = "The runner stops getting job variables."
 bp = Blueprint("ci_settings", __name__)
 
 # As for deploy tokens: a secret created without JavaScript waits here for the one GET
@@ -39,6 +40,7 @@ def _render_panel(project, form: RunnerTokenForm, *, new_token=None, expanded: b
         active=runners.list_for(project, active=True),
         inactive=runners.list_for(project, active=False),
         ci_token=deploy_tokens.find_ci_token(project),
+        revoke_consequence=RUNNER_REVOKE_CONSEQUENCE,
         external_url=current_app.config["EXTERNAL_URL"], registry=registry,
         ci_token_name=deploy_tokens.CI_TOKEN_NAME, now=utcnow())
 
@@ -80,8 +82,10 @@ def revoke_runner(full_path: str, runner_id: int):
     token = runners.get_for(project, runner_id)
     if request.method == "GET":
         # Without JavaScript the Revoke button leads here to confirm.
-        return render("settings/runner_revoke_confirm.html",
-                      "settings/runner_revoke_confirm.html", project=project, token=token)
+        return render("revoke_confirm.html", "revoke_confirm.html",
+                      label=token.label, subject=f"the runner token of {token.label}",
+                      consequence=RUNNER_REVOKE_CONSEQUENCE, revoked=token.revoked,
+                      back=_page_url(project), back_label="Back to the runners")
     runners.revoke(project, runner_id, actor=current_user, ip=client_ip())
     notice = f"Revoked runner token {token.label}."
     if is_htmx():

@@ -107,8 +107,10 @@ def revoke(kind: str, full_path: str, token_id: int):
     token = deploy_tokens.get_for(owner, token_id)
     if request.method == "GET":
         # Without JavaScript the Revoke button leads here to confirm.
-        return render("settings/revoke_confirm.html", "settings/revoke_confirm.html",
-                      kind=kind, owner=owner, token=token)
+        return render("revoke_confirm.html", "revoke_confirm.html",
+                      label=token.name, subject=token.name, revoked=token.revoked,
+                      back=_settings_url(kind, owner, _anchor="deploy-tokens"),
+                      back_label="Back to the deploy tokens")
     deploy_tokens.revoke(owner, token_id, actor=current_user, ip=client_ip())
     notice = f"Revoked deploy token {token.name}."
     if is_htmx():

@@ -11,6 +11,7 @@ from ..services.errors import Invalid
 from .forms import PersonalAccessTokenForm
 from .render import client_ip, is_htmx, render
 
+PAT_REVOKE_CONSEQUENCE = "Anything using it loses access to the API."
 bp = Blueprint("user_settings", __name__, url_prefix="/-/user_settings")
 
 # The secret of a token just created without JavaScript waits here for the one GET
@@ -30,7 +31,7 @@ def _render_panel(form: PersonalAccessTokenForm, *, new_token=None, status: int 
         "user_settings/personal_access_tokens.html",
         "user_settings/_personal_access_tokens.html", status=status,
         form=form, new_token=new_token, notice=notice, now=now, timedelta=timedelta,
-        scopes=PAT_SCOPES,
+        scopes=PAT_SCOPES, revoke_consequence=PAT_REVOKE_CONSEQUENCE,
         active=pats.list_for(current_user, active=True, now=now),
         inactive=pats.list_for(current_user, active=False, now=now))
 
@@ -86,8 +87,10 @@ def revoke(token_id: int):
     token = pats.get_for(current_user, token_id)
     if request.method == "GET":
         # Without JavaScript the Revoke button leads here to confirm.
-        return render("user_settings/revoke_confirm.html", "user_settings/revoke_confirm.html",
-                      token=token)
+        return render("revoke_confirm.html", "revoke_confirm.html",
+                      label=token.name, subject=token.name, consequence=PAT_REVOKE_CONSEQUENCE,
+                      revoked=token.revoked, back=url_for("user_settings.personal_access_tokens"),
+                      back_label="Back to the personal access tokens")
     pats.revoke(current_user, token_id, ip=client_ip())
     notice = f"Revoked personal access token {token.name}."
     if is_htmx():
