@@ -186,3 +186,31 @@ def test_group_is_visible_to_whoever_sees_something_inside(world, make):
     assert not visible(me, accounts.find_group("other"))
     assert visible(ANONYMOUS, accounts.find_group("tanuki"))  # holds a public project
     assert not visible(ANONYMOUS, accounts.find_group("other"))
+
+
+def pat(me: Principal, *scopes) -> Principal:
+    return Principal("personal_access_token", name=me.name, user_id=me.user_id,
+                     is_admin=me.is_admin, token_id=1, scopes=frozenset(scopes))
+
+
+@pytest.mark.parametrize("action", [A.READ_PROJECT, A.READ_REPOSITORY, A.READ_REGISTRY,
+                                    A.READ_PACKAGE, A.MANAGE_DEPLOY_TOKENS])
+def test_read_api_token_reads_what_its_user_may(world, make, action):
+    me = user_with(make, "owner")
+    assert can(pat(me, "read_api"), action, world["tanuki/infra/deploy"])
+
+
+@pytest.mark.parametrize("action", [A.PUSH_REPOSITORY, A.WRITE_REGISTRY, A.WRITE_PACKAGE])
+def test_writing_with_a_personal_access_token_needs_api(world, make, action):
+    me = user_with(make, "owner")
+    project = world["tanuki/infra/deploy"]
+    assert can(pat(me, "api"), action, project)
+    decision = can(pat(me, "read_api"), action, project)
+    assert (decision.allowed, decision.status) == (False, 403)
+    assert "api scope" in decision.reason
+
+
+def test_personal_access_token_never_exceeds_its_user(world, make):
+    me = user_with(make, "reporter")
+    assert not can(pat(me, "api"), A.WRITE_PACKAGE, world["tanuki/infra/deploy"])
+    assert can(pat(me, "api"), A.WRITE_PACKAGE, world["other/secret"]).status == 404

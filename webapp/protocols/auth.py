@@ -5,7 +5,7 @@ from typing import Optional
 
 from flask import Request, Response
 
-from ..services import credentials
+from ..services import auth_ban, credentials
 from ..services.policy import ANONYMOUS, Principal
 
 REALM = "Gatehouse"
@@ -13,6 +13,10 @@ REALM = "Gatehouse"
 
 class BadCredentials(Exception):
     """Credentials were sent but match nothing: answer 401 (and count a failure)."""
+
+
+class Banned(Exception):
+    """The client IP failed authentication too often: answer 403 before anything else."""
 
 
 def basic_credentials(request: Request) -> Optional[tuple[str, str]]:
@@ -54,6 +58,25 @@ def principal_from_basic(request: Request) -> Principal:
     principal = credentials.from_basic(*pair)
     if principal is None:
         raise BadCredentials("wrong username or token")
+    return principal
+
+
+def principal_behind_ban(request: Request) -> Principal:
+    """`principal_from_basic` behind the failed-authentication ban (git and /jwt/auth).
+
+    A banned IP raises Banned before its credentials are looked at; wrong credentials
+    count towards a ban and raise BadCredentials; good ones reset the IP's count.
+    """
+    ip = request.remote_addr or ""
+    if auth_ban.is_banned(ip):
+        raise Banned(auth_ban.BANNED_MESSAGE)
+    try:
+        principal = principal_from_basic(request)
+    except BadCredentials:
+        auth_ban.record_failure(ip)
+        raise
+    if not principal.is_anonymous:
+        auth_ban.record_success(ip)
     return principal
 
 

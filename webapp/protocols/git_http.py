@@ -18,9 +18,9 @@ from typing import Iterator, Optional
 from flask import Blueprint, Response, request
 
 from ..extensions import db
-from ..services import accounts, auth_ban, credentials, repositories
+from ..services import accounts, credentials, repositories
 from ..services.policy import Action, Principal, can
-from .auth import BadCredentials, challenge, principal_from_basic
+from .auth import BadCredentials, Banned, challenge, principal_behind_ban
 
 bp = Blueprint("git_http", __name__)
 log = logging.getLogger(__name__)
@@ -56,15 +56,12 @@ def receive_pack(full_path: str):
 
 def _serve(full_path: str, service: str, rest: str) -> Response:
     ip = request.remote_addr or ""
-    if auth_ban.is_banned(ip):
-        return _text(auth_ban.BANNED_MESSAGE, 403)
     try:
-        principal = principal_from_basic(request)
+        principal = principal_behind_ban(request)
+    except Banned as banned:
+        return _text(str(banned), 403)
     except BadCredentials:
-        auth_ban.record_failure(ip)
         return challenge()
-    if not principal.is_anonymous:
-        auth_ban.record_success(ip)
 
     project = accounts.find_project(full_path)
     action = SERVICES[service]

@@ -12,9 +12,8 @@ from typing import Optional
 import click
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..services import auth_ban, credentials, registry
-from ..services.policy import Principal
-from .auth import REALM, BadCredentials, principal_from_basic
+from ..services import credentials, registry
+from .auth import REALM, BadCredentials, Banned, principal_behind_ban
 
 bp = Blueprint("registry_auth", __name__, cli_group="registry")
 
@@ -28,19 +27,6 @@ def _error(status: int, code: str, message: str, headers: Optional[dict] = None)
     return response
 
 
-def credentials_refused() -> Response:
-    """Answer a credential failure. Every one of them ends here and counts towards a ban."""
-    auth_ban.record_failure(request.remote_addr)
-    return _error(401, "UNAUTHORIZED", "HTTP Basic: Access denied",
-                  {"WWW-Authenticate": f'Basic realm="{REALM}"'})
-
-
-def credentials_accepted(principal: Principal) -> None:
-    """Note a successful authentication (last use of a token; the IP's failures reset)."""
-    auth_ban.record_success(request.remote_addr)
-    credentials.record_use(principal, request.remote_addr)
-
-
 @bp.get("/jwt/auth")
 def auth():
     """Check the credentials, grant each requested scope what the policy allows, sign."""
@@ -52,13 +38,14 @@ def auth():
                       f"unknown service {asked!r}: this token service signs for {service!r}"
                       if asked else f"the service parameter is required ({service!r})")
 
-    if auth_ban.is_banned(request.remote_addr):
-        # Shared with git: an IP banned there is banned here, before any credential check.
-        return _error(403, "DENIED", auth_ban.BANNED_MESSAGE)
     try:
-        principal = principal_from_basic(request)
+        # The ban is shared with git: an IP banned there is banned here too.
+        principal = principal_behind_ban(request)
+    except Banned as banned:
+        return _error(403, "DENIED", str(banned))
     except BadCredentials:
-        return credentials_refused()
+        return _error(401, "UNAUTHORIZED", "HTTP Basic: Access denied",
+                      {"WWW-Authenticate": f'Basic realm="{REALM}"'})
 
     raw_scopes = request.args.getlist("scope")
     if principal.kind == "deploy_token" and not registry.may_log_in(principal):
@@ -78,8 +65,7 @@ def auth():
         if actions:
             access.append({"type": "repository", "name": scope.name, "actions": actions})
 
-    if not principal.is_anonymous:
-        credentials_accepted(principal)
+    credentials.record_use(principal, request.remote_addr)
     response = jsonify(registry.issue(principal, access))
     response.headers["Cache-Control"] = "no-store"
     return response

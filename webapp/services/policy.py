@@ -36,6 +36,15 @@ RULES: dict[Action, tuple[frozenset[str], Optional[AccessLevel], bool]] = {
 }
 
 
+# A personal access token acts as its user, narrowed by its scopes: `read_api` reads,
+# `api` also writes. (The REST API adds GitLab's own rule on top: read_api is GET-only.)
+WRITE_ACTIONS = frozenset({Action.PUSH_REPOSITORY, Action.WRITE_REGISTRY, Action.WRITE_PACKAGE})
+
+
+def _token_scopes_for(action: Action) -> frozenset[str]:
+    return frozenset({"api"}) if action in WRITE_ACTIONS else frozenset({"api", "read_api"})
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is asking, resolved once from whatever credentials came with the request."""
@@ -107,6 +116,8 @@ def can(principal: Principal, action: Action, target: Target) -> Decision:
         return _deny_unseen(principal)
     if level is None:
         return Decision(False, 403, "forbidden")
+    if principal.kind == "personal_access_token" and not principal.scopes & _token_scopes_for(action):
+        return Decision(False, 403, "this personal access token needs the api scope")
     if principal.acts_as_user:
         if principal.is_admin or access_level(principal.user_id, target) >= level:
             return ALLOW

@@ -12,24 +12,20 @@ from ..auth import REALM, BadCredentials, bearer_token, principal_from_basic
 bp = Blueprint("packages_api", __name__)
 
 
-# How a bare secret may arrive, and which token kinds it may be, tried in order. This is
-# the one place to add a kind: personal access tokens (issue 6) join the bearer row and
-# a `Private-Token` row as `credentials.from_personal_access_token`.
+# How a bare secret may arrive, and which token kinds it may be, tried in order.
 SECRET_RESOLVERS = {
     "Deploy-Token": (credentials.from_deploy_token_secret,),
     "Bearer": (credentials.from_deploy_token_secret, credentials.from_personal_access_token),
     "Private-Token": (credentials.from_personal_access_token,),
 }
-# GitLab: a personal access token reads packages with `read_api` or `api`, writes with `api`.
-PERSONAL_TOKEN_SCOPES = {Action.READ_PACKAGE: frozenset({"api", "read_api"}),
-                         Action.WRITE_PACKAGE: frozenset({"api"})}
 
 
 def request_principal() -> Principal:
     """Resolve the request's credentials into one Principal.
 
     - `Deploy-Token: <secret>` (generic packages): a deploy token, no username.
-    - `Authorization: Bearer <secret>` (npm's `_authToken`): a deploy token.
+    - `Authorization: Bearer <secret>` (npm's `_authToken`): a deploy token or a
+      personal access token; `Private-Token: <secret>`: a personal access token.
     - `Authorization: Basic` (twine, pip, curl -u): a deploy token with its own
       username, or a user and password.
     Credentials that were sent but match nothing raise BadCredentials (401).
@@ -117,9 +113,6 @@ def project_for(action: Action, ref: str) -> tuple[Project, Principal]:
     decision = can(principal, action, project)
     if not decision:
         deny(decision)
-    needed = PERSONAL_TOKEN_SCOPES[action]
-    if principal.kind == "personal_access_token" and not principal.scopes & needed:
-        error(403, f"this personal access token needs the {' or '.join(sorted(needed))} scope")
     credentials.record_use(principal, request.remote_addr)
     return project, principal
 
