@@ -297,3 +297,24 @@ def test_list_filters_active_and_inactive(project):
     assert [t.name for t in deploy_tokens.list_for(project, active=True, now=later)] == ["live"]
     assert {t.name for t in deploy_tokens.list_for(project, active=False, now=later)} == {"gone", "lapsing"}
     assert len(deploy_tokens.list_for(project)) == 3
+
+
+def test_a_recent_use_seen_on_load_costs_no_query(app, project):
+    from sqlalchemy import event
+
+    from webapp.services import credentials
+    token, secret = create(project)
+    first = credentials.for_deploy_token(deploy_tokens.find_active(token.username, secret))
+    credentials.record_use(first, "10.0.0.1")  # never used: written
+    again = credentials.for_deploy_token(deploy_tokens.find_active(token.username, secret))
+    assert again.last_used_at is not None
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(db.engine, "before_cursor_execute", listener)
+    try:
+        credentials.record_use(again, "10.0.0.2")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listener)
+    assert statements == []
+    db.session.expire_all()
+    assert db.session.get(DeployToken, token.id).last_used_ip == "10.0.0.1"

@@ -84,7 +84,3 @@ def find_active_by_secret(secret: str, *, now: Optional[datetime] = None
         return None
     return token
 
-
-def touch(token_id: int, ip: Optional[str], *, now: Optional[datetime] = None) -> bool:
-    """Record a use, at most once per LAST_USED_INTERVAL."""
-    return secret_tokens.touch(PersonalAccessToken, token_id, ip, now=now)

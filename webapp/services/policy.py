@@ -1,6 +1,7 @@
 """The one access policy: every permission question is `can(principal, action, target)`."""
 import enum
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Optional, Union
 
 import sqlalchemy as sa
@@ -58,6 +59,9 @@ class Principal:
     # A deploy token or runner token belongs to exactly one of these.
     project_id: Optional[int] = None
     group_id: Optional[int] = None
+    # When the token was last recorded as used, as loaded: lets record_use skip the
+    # database entirely while that is recent.
+    last_used_at: Optional[datetime] = field(default=None, compare=False)
 
     @property
     def is_anonymous(self) -> bool:

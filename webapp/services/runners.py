@@ -75,7 +75,3 @@ def find_active(secret: Optional[str]) -> Optional[RunnerToken]:
         return None
     return token
 
-
-def touch(token_id: int, ip: Optional[str], *, now: Optional[datetime] = None) -> bool:
-    """Record a runner's contact, at most once per LAST_USED_INTERVAL."""
-    return secret_tokens.touch(RunnerToken, token_id, ip, now=now)

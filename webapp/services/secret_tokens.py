@@ -84,10 +84,17 @@ def mark_revoked(token, now: Optional[datetime] = None) -> bool:
     return True
 
 
-def touch(model, token_id: int, ip: Optional[str], *, now: Optional[datetime] = None) -> bool:
-    """Record a use, at most once per LAST_USED_INTERVAL, in one conditional UPDATE."""
+def touch(model, token_id: int, ip: Optional[str], *, now: Optional[datetime] = None,
+          seen: Optional[datetime] = None) -> bool:
+    """Record a use, at most once per LAST_USED_INTERVAL, in one conditional UPDATE.
+
+    `seen` is the last use as already loaded; when it is recent nothing is sent at all.
+    The UPDATE's own condition keeps concurrent workers from writing twice.
+    """
     now = now or utcnow()
     stale = now - timedelta(seconds=current_app.config["LAST_USED_INTERVAL"])
+    if seen is not None and seen >= stale:
+        return False
     result = db.session.execute(
         sa.update(model)
         .where(model.id == token_id,
