@@ -12,7 +12,7 @@ from flask import current_app
 from flask.cli import AppGroup, with_appcontext
 
 from .extensions import db
-from .models import User
+from .models import User, iso8601
 from .services import accounts, deploy_tokens, encryption, personal_access_tokens, runners
 from .services.errors import DomainError, NotFound
 
@@ -137,7 +137,7 @@ def tokens_create(full_path, name, scopes, username, expires_at):
         _fail(error)
     click.echo(json.dumps({"id": token.id, "name": token.name, "username": token.username,
                            "token": secret, "scopes": token.scopes,
-                           "expires_at": _iso(token.expires_at)}))
+                           "expires_at": iso8601(token.expires_at)}))
 
 
 @tokens.command("list")
@@ -148,9 +148,9 @@ def tokens_list(full_path):
     for token in deploy_tokens.list_for(_owner(full_path)):
         click.echo(json.dumps({
             "id": token.id, "name": token.name, "username": token.username,
-            "scopes": token.scopes, "expires_at": _iso(token.expires_at),
+            "scopes": token.scopes, "expires_at": iso8601(token.expires_at),
             "revoked": token.revoked, "expired": token.expired_at(now),
-            "last_used_at": _iso(token.last_used_at), "last_used_ip": token.last_used_ip}))
+            "last_used_at": iso8601(token.last_used_at), "last_used_ip": token.last_used_ip}))
 
 
 @tokens.command("revoke")
@@ -193,7 +193,7 @@ def runners_list(full_path):
     for token in runners.list_for(_project(full_path)):
         click.echo(json.dumps({
             "id": token.id, "description": token.description, "revoked": token.revoked,
-            "created_at": _iso(token.created_at), "last_used_at": _iso(token.last_used_at),
+            "created_at": iso8601(token.created_at), "last_used_at": iso8601(token.last_used_at),
             "last_used_ip": token.last_used_ip}))
 
 
@@ -250,10 +250,6 @@ def _replace_key_file(target: Path, key: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
-
-
-def _iso(value):
-    return value.strftime("%Y-%m-%dT%H:%M:%S.000Z") if value else None
 
 
 @click.command("seed-demo")

@@ -6,11 +6,11 @@ from .deploy_tokens import SCOPES, DeployToken
 from .packages import PACKAGE_TYPES, Package, PackageFile, PackageTag
 from .personal_access_tokens import PAT_SCOPES, PersonalAccessToken
 from .runners import RunnerToken
-from .types import UTCDateTime, utcnow
+from .types import UTCDateTime, iso8601, utcnow
 
 __all__ = [
     "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "Group", "Membership",
     "PACKAGE_TYPES", "PAT_SCOPES", "Package", "PackageFile", "PackageTag",
     "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
-    "UTCDateTime", "Visibility", "utcnow",
+    "UTCDateTime", "Visibility", "iso8601", "utcnow",
 ]

@@ -9,6 +9,14 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def iso8601(value: "datetime | None") -> "str | None":
+    """GitLab's timestamp form: UTC with milliseconds, e.g. 2026-12-01T00:00:00.000Z."""
+    if value is None:
+        return None
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
 class UTCDateTime(sa.types.TypeDecorator):
     """Aware UTC datetimes in, aware UTC datetimes out, on SQLite and PostgreSQL alike."""
 

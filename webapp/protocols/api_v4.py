@@ -16,7 +16,7 @@ from urllib.parse import quote
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..extensions import db
-from ..models import DeployToken, Group, Project, User, utcnow
+from ..models import DeployToken, Group, Project, User, iso8601 as iso, utcnow
 from ..services import accounts, credentials, deploy_tokens
 from ..services.errors import Invalid, NotFound
 from ..services.policy import ANONYMOUS, Action, Principal, can, visible
@@ -107,14 +107,6 @@ def _actor(principal: Principal) -> User:
 
 
 # ---------------------------------------------------------------- JSON shapes
-
-def iso(value: Optional[datetime]) -> Optional[str]:
-    """GitLab's timestamp form: ISO 8601 in UTC with milliseconds, e.g. 2026-12-01T00:00:00.000Z."""
-    if value is None:
-        return None
-    value = value.astimezone(timezone.utc)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
 
 def token_json(token: DeployToken, now: datetime, secret: Optional[str] = None) -> dict:
     body = {"id": token.id, "name": token.name, "username": token.username,
