@@ -158,7 +158,7 @@ class Factory:
             token, secret = deploy_tokens.create(owner, name=name, scopes=list(scopes),
                                                  username=username, expires_at=expires_at, now=now)
             if revoked:
-                deploy_tokens.revoke(owner, token.id)
+                deploy_tokens.DEPLOY_TOKENS.revoke(owner, token.id)
             return token.id, token.username, secret
 
 
@@ -171,10 +171,10 @@ class Factory:
             if expires_at is not None and expires_at <= deploy_tokens.utcnow():
                 from datetime import timedelta
                 now = expires_at - timedelta(days=1)
-            token, secret = personal_access_tokens.create(
+            token, secret = personal_access_tokens.PERSONAL_ACCESS_TOKENS.create(
                 owner, name=name, scopes=list(scopes), expires_at=expires_at, now=now)
             if revoked:
-                personal_access_tokens.revoke(owner, token.id)
+                personal_access_tokens.PERSONAL_ACCESS_TOKENS.revoke(owner, token.id)
             return secret
 
 

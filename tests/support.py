@@ -92,3 +92,16 @@ def redis_server(tmp_dir: Path):
            "--appendonly", "no", "--dir", str(tmp_dir)]
     with running(cmd, port=port, env=dict(os.environ), log=tmp_dir / "redis.log"):
         yield f"redis://127.0.0.1:{port}/0"
+
+
+def resolve(door, *, secret=None, username=None, password=None, ip=None):
+    """The Principal the one authentication chain makes of these credentials, or None."""
+    from webapp.services import credentials
+    from webapp.services.errors import DomainError
+    try:
+        principal = credentials.authenticate(
+            credentials.Credentials(username=username, password=password, secret=secret),
+            door, ip=ip)
+    except DomainError:
+        return None
+    return None if principal.is_anonymous else principal

@@ -234,7 +234,7 @@ def test_deleted_token_never_authenticates_is_hidden_everywhere_and_audited(clie
         assert deploy_tokens.find_active(username, secret) is None
         row = db.session.get(DeployToken, token_id)
         assert row.revoked and row.deleted_at is not None  # kept for the audit trail
-        names = [t.name for t in deploy_tokens.list_for(world.project)]
+        names = [t.name for t in deploy_tokens.DEPLOY_TOKENS.list_for(world.project)]
         assert names == ["revoked-one"]
         event = db.session.scalar(sa.select(AuditEvent).where(
             AuditEvent.action == "deploy_token_destroyed"))
@@ -427,7 +427,7 @@ def test_read_api_token_can_read_but_not_write(client, world, make, app):
         assert response.status_code == 403
         assert response.get_json() == {"message": "403 Forbidden"}
     with app.app_context():
-        assert [t.id for t in deploy_tokens.list_for(world.project, active=True)] == [token_id]
+        assert [t.id for t in deploy_tokens.DEPLOY_TOKENS.list_for(world.project, active=True)] == [token_id]
 
 
 @pytest.mark.parametrize("who, status", [
@@ -512,8 +512,8 @@ def test_project_endpoint_visibility(client, world, make):
 # ---------------------------------------------------------------- errors are JSON
 
 @pytest.mark.parametrize("method, url, status, body", [
-    ("get", "/api/v4/no_such_thing", 404, {"error": "404 Not Found"}),
-    ("get", "/api/v4/projects", 404, {"error": "404 Not Found"}),
+    ("get", "/api/v4/no_such_thing", 404, {"message": "404 Not Found"}),
+    ("get", "/api/v4/projects", 404, {"message": "404 Not Found"}),
     ("put", "/api/v4/version", 405, {"error": "405 Not Allowed"}),
     ("patch", f"/api/v4/projects/{ENCODED}/deploy_tokens/1", 405, {"error": "405 Not Allowed"}),
 ])

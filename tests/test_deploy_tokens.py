@@ -9,8 +9,10 @@ import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import AuditEvent, DeployToken
-from webapp.services import accounts, deploy_tokens
-from webapp.services.errors import Invalid, NotFound
+from webapp.services import accounts, credentials, deploy_tokens, secret_tokens
+from webapp.services.credentials import DEPLOY_TOKEN, Credentials, Door
+from webapp.services.errors import DomainError, Invalid, NotFound
+from webapp.services.policy import Action, can
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 
@@ -19,6 +21,19 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 def project(ctx, make):
     make.project("tanuki/awesome_project")
     return accounts.find_project("tanuki/awesome_project")
+
+
+GIT = Door("git", passwords=True, basic_tokens=frozenset({DEPLOY_TOKEN}))
+
+
+def reaches(username, secret, target, *, ip=None):
+    """The path a git request takes: the one chain, then the policy; None when refused."""
+    try:
+        principal = credentials.authenticate(Credentials(username=username, password=secret),
+                                             GIT, ip=ip)
+    except DomainError:
+        return None
+    return principal if can(principal, Action.READ_PROJECT, target) else None
 
 
 def create(owner, **kw):
@@ -46,7 +61,7 @@ def test_only_the_digest_is_stored(project):
     token, secret = create(project)
     row = db.session.execute(sa.text("SELECT * FROM deploy_tokens")).mappings().one()
     assert secret not in [str(v) for v in row.values()]
-    assert row["token_digest"] == deploy_tokens.digest(secret)
+    assert row["token_digest"] == secret_tokens.digest(secret)
 
 
 def test_plain_secret_appears_nowhere_in_the_database(app, project):
@@ -160,16 +175,16 @@ def test_no_expiry_never_expires(project):
 
 def test_revoked_token_never_authenticates(project):
     token, secret = create(project)
-    deploy_tokens.revoke(project, token.id)
+    deploy_tokens.DEPLOY_TOKENS.revoke(project, token.id)
     assert deploy_tokens.find_active(token.username, secret) is None
-    assert deploy_tokens.authenticate(token.username, secret, project) is None
+    assert reaches(token.username, secret, project) is None
 
 
 def test_revoke_is_recorded_once_and_cannot_be_undone(project):
     token, _ = create(project)
-    deploy_tokens.revoke(project, token.id)
+    deploy_tokens.DEPLOY_TOKENS.revoke(project, token.id)
     first = token.revoked_at
-    deploy_tokens.revoke(project, token.id)
+    deploy_tokens.DEPLOY_TOKENS.revoke(project, token.id)
     assert token.revoked and token.revoked_at == first
     actions = db.session.scalars(sa.select(AuditEvent.action).order_by(AuditEvent.id)).all()
     assert actions.count("deploy_token_revoked") == 1
@@ -180,7 +195,7 @@ def test_revoking_another_owners_token_is_not_found(ctx, make, project):
     other = accounts.find_project("other/thing")
     token, _ = create(other)
     with pytest.raises(NotFound):
-        deploy_tokens.revoke(project, token.id)
+        deploy_tokens.DEPLOY_TOKENS.revoke(project, token.id)
     assert not db.session.get(DeployToken, token.id).revoked
 
 
@@ -217,9 +232,9 @@ def test_project_token_covers_only_its_project(ctx, make, project):
     make.project("tanuki/other")
     other = accounts.find_project("tanuki/other")
     token, secret = create(project)
-    assert deploy_tokens.authenticate(token.username, secret, project) is not None
-    assert deploy_tokens.authenticate(token.username, secret, other) is None
-    assert deploy_tokens.authenticate(token.username, secret, project.group) is None
+    assert reaches(token.username, secret, project) is not None
+    assert reaches(token.username, secret, other) is None
+    assert reaches(token.username, secret, project.group) is None
 
 
 def test_group_token_covers_subgroups_and_their_projects(ctx, make):
@@ -230,43 +245,44 @@ def test_group_token_covers_subgroups_and_their_projects(ctx, make):
     tanuki = accounts.find_group("tanuki")
     token, secret = create(tanuki)
     for path in ("tanuki/infra/deep/service", "tanuki/web"):
-        assert deploy_tokens.authenticate(token.username, secret, accounts.find_project(path))
-    assert deploy_tokens.authenticate(token.username, secret, accounts.find_group("tanuki/infra/deep"))
-    assert deploy_tokens.authenticate(token.username, secret, accounts.find_project("outsider/thing")) is None
-    assert deploy_tokens.authenticate(token.username, secret, accounts.find_group("tanuki-lookalike")) is None
+        assert reaches(token.username, secret, accounts.find_project(path))
+    assert reaches(token.username, secret, accounts.find_group("tanuki/infra/deep"))
+    assert reaches(token.username, secret, accounts.find_project("outsider/thing")) is None
+    assert reaches(token.username, secret, accounts.find_group("tanuki-lookalike")) is None
 
 
 def test_subgroup_token_does_not_cover_its_parent(ctx, make):
     make.project("tanuki/infra/deploy")
     make.project("tanuki/web")
     token, secret = create(accounts.find_group("tanuki/infra"))
-    assert deploy_tokens.authenticate(token.username, secret, accounts.find_project("tanuki/infra/deploy"))
-    assert deploy_tokens.authenticate(token.username, secret, accounts.find_project("tanuki/web")) is None
+    assert reaches(token.username, secret, accounts.find_project("tanuki/infra/deploy"))
+    assert reaches(token.username, secret, accounts.find_project("tanuki/web")) is None
 
 
 def test_last_use_is_recorded_with_time_and_ip(project):
     token, secret = create(project)
     assert token.last_used_at is None
-    deploy_tokens.authenticate(token.username, secret, project, ip="10.1.2.3", now=NOW)
+    before = deploy_tokens.utcnow()
+    reaches(token.username, secret, project, ip="10.1.2.3")
     db.session.expire_all()
     again = db.session.get(DeployToken, token.id)
-    assert again.last_used_at == NOW and again.last_used_ip == "10.1.2.3"
+    assert again.last_used_at >= before and again.last_used_ip == "10.1.2.3"
 
 
 def test_last_use_is_written_at_most_once_a_minute(project):
     token, _ = create(project)
-    assert deploy_tokens.touch(token.id, "10.0.0.1", now=NOW)
-    assert not deploy_tokens.touch(token.id, "10.0.0.2", now=NOW + timedelta(seconds=59))
+    assert deploy_tokens.DEPLOY_TOKENS.touch(token.id, "10.0.0.1", now=NOW)
+    assert not deploy_tokens.DEPLOY_TOKENS.touch(token.id, "10.0.0.2", now=NOW + timedelta(seconds=59))
     db.session.expire_all()
     assert db.session.get(DeployToken, token.id).last_used_ip == "10.0.0.1"
-    assert deploy_tokens.touch(token.id, "10.0.0.3", now=NOW + timedelta(seconds=61))
+    assert deploy_tokens.DEPLOY_TOKENS.touch(token.id, "10.0.0.3", now=NOW + timedelta(seconds=61))
     db.session.expire_all()
     assert db.session.get(DeployToken, token.id).last_used_ip == "10.0.0.3"
 
 
 def test_failed_authentication_records_no_use(project):
     token, secret = create(project)
-    deploy_tokens.authenticate("someone-else", secret, project, ip="10.0.0.9")
+    reaches("someone-else", secret, project, ip="10.0.0.9")
     db.session.expire_all()
     assert db.session.get(DeployToken, token.id).last_used_at is None
 
@@ -275,7 +291,7 @@ def test_create_and_revoke_are_audited_with_who_what_when_where(ctx, make, proje
     alice = make.user("alice")
     actor = accounts.find_user("alice")
     token, _ = create(project, name="ci", scopes=["read_registry"], actor=actor, ip="192.0.2.7")
-    deploy_tokens.revoke(project, token.id, actor=actor, ip="192.0.2.8")
+    deploy_tokens.DEPLOY_TOKENS.revoke(project, token.id, actor=actor, ip="192.0.2.8")
     events = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id)).all()
     created, revoked = events[-2:]
     assert (created.action, created.actor_name, created.ip, created.target_id) == (
@@ -290,23 +306,22 @@ def test_create_and_revoke_are_audited_with_who_what_when_where(ctx, make, proje
 def test_list_filters_active_and_inactive(project):
     live, _ = create(project, name="live")
     gone, _ = create(project, name="gone")
-    deploy_tokens.revoke(project, gone.id)
+    deploy_tokens.DEPLOY_TOKENS.revoke(project, gone.id)
     soon = deploy_tokens.expiry_from_date((NOW + timedelta(days=2)).date())
     lapsing, _ = create(project, name="lapsing", expires_at=soon, now=NOW)
     later = soon + timedelta(hours=1)
-    assert [t.name for t in deploy_tokens.list_for(project, active=True, now=later)] == ["live"]
-    assert {t.name for t in deploy_tokens.list_for(project, active=False, now=later)} == {"gone", "lapsing"}
-    assert len(deploy_tokens.list_for(project)) == 3
+    assert [t.name for t in deploy_tokens.DEPLOY_TOKENS.list_for(project, active=True, now=later)] == ["live"]
+    assert {t.name for t in deploy_tokens.DEPLOY_TOKENS.list_for(project, active=False, now=later)} == {"gone", "lapsing"}
+    assert len(deploy_tokens.DEPLOY_TOKENS.list_for(project)) == 3
 
 
 def test_a_recent_use_seen_on_load_costs_no_query(app, project):
     from sqlalchemy import event
 
-    from webapp.services import credentials
     token, secret = create(project)
-    first = credentials.for_deploy_token(deploy_tokens.find_active(token.username, secret))
+    first = credentials.for_token(DEPLOY_TOKEN, deploy_tokens.find_active(token.username, secret))
     credentials.record_use(first, "10.0.0.1")  # never used: written
-    again = credentials.for_deploy_token(deploy_tokens.find_active(token.username, secret))
+    again = credentials.for_token(DEPLOY_TOKEN, deploy_tokens.find_active(token.username, secret))
     assert again.last_used_at is not None
     statements = []
     listener = lambda *args: statements.append(args[2])  # noqa: E731

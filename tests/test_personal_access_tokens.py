@@ -11,7 +11,11 @@ from webapp.models import AuditEvent, PersonalAccessToken
 from webapp.services import accounts, credentials, personal_access_tokens as pats
 from webapp.services.errors import Invalid
 
+from webapp.protocols.api_v4 import DOOR as API_DOOR
+from webapp.services import secret_tokens
+
 from .conftest import csrf_from
+from .support import resolve
 
 PAGE = "/-/user_settings/personal_access_tokens"
 SECRET_RE = re.compile(r"glpat-[A-Za-z0-9_-]{20}")
@@ -21,18 +25,18 @@ SECRET_RE = re.compile(r"glpat-[A-Za-z0-9_-]{20}")
 
 def test_secret_is_glpat_and_only_its_digest_is_stored(ctx, make):
     make.user("alice")
-    token, secret = pats.create(accounts.find_user("alice"), name="ci", scopes=["api"])
+    token, secret = pats.PERSONAL_ACCESS_TOKENS.create(accounts.find_user("alice"), name="ci", scopes=["api"])
     assert SECRET_RE.fullmatch(secret)
     row = db.session.get(PersonalAccessToken, token.id)
     stored = [str(getattr(row, c.key)) for c in PersonalAccessToken.__table__.columns]
     assert not any(secret in value or secret[6:] in value for value in stored)
-    assert pats.find_active_by_secret(secret).id == token.id
+    assert pats.PERSONAL_ACCESS_TOKENS.find_active(secret).id == token.id
 
 
 def test_secrets_are_unique(ctx, make):
     user = make.user("alice")
     user = accounts.find_user("alice")
-    secrets_ = {pats.create(user, name=f"t{i}", scopes=["read_api"])[1] for i in range(20)}
+    secrets_ = {pats.PERSONAL_ACCESS_TOKENS.create(user, name=f"t{i}", scopes=["read_api"])[1] for i in range(20)}
     assert len(secrets_) == 20
 
 
@@ -46,41 +50,41 @@ def test_secrets_are_unique(ctx, make):
 def test_invalid_input_names_the_field_and_creates_nothing(ctx, make, kwargs, field):
     make.user("alice")
     with pytest.raises(Invalid) as error:
-        pats.create(accounts.find_user("alice"), **kwargs)
+        pats.PERSONAL_ACCESS_TOKENS.create(accounts.find_user("alice"), **kwargs)
     assert field in error.value.errors
     assert db.session.scalar(sa.select(sa.func.count(PersonalAccessToken.id))) == 0
 
 
 def test_principal_carries_user_admin_flag_and_scopes(ctx, make):
     make.user("root", admin=True)
-    _, secret = pats.create(accounts.find_user("root"), name="x", scopes=["read_api", "api"])
-    principal = credentials.from_personal_access_token(secret)
+    _, secret = pats.PERSONAL_ACCESS_TOKENS.create(accounts.find_user("root"), name="x", scopes=["read_api", "api"])
+    principal = resolve(API_DOOR, secret=secret)
     assert principal.kind == "personal_access_token"
     assert principal.user_id == accounts.find_user("root").id and principal.is_admin
     assert principal.scopes == frozenset({"api", "read_api"})
-    assert credentials.from_personal_access_token(secret + "x") is None
-    assert credentials.from_personal_access_token("") is None
+    assert resolve(API_DOOR, secret=secret + "x") is None
+    assert resolve(API_DOOR, secret="") is None
 
 
 def test_expired_and_revoked_tokens_do_not_resolve(ctx, make):
     make.user("alice")
     alice = accounts.find_user("alice")
     now = datetime.now(timezone.utc)
-    expiring, secret = pats.create(alice, name="x", scopes=["api"], expires_at=now + timedelta(hours=1))
-    assert pats.find_active_by_secret(secret, now=now) is not None
+    expiring, secret = pats.PERSONAL_ACCESS_TOKENS.create(alice, name="x", scopes=["api"], expires_at=now + timedelta(hours=1))
+    assert pats.PERSONAL_ACCESS_TOKENS.find_active(secret, now=now) is not None
     # It stops working at its expiry, not a moment later.
-    assert pats.find_active_by_secret(secret, now=expiring.expires_at) is None
-    revoked, secret2 = pats.create(alice, name="y", scopes=["api"])
-    pats.revoke(alice, revoked.id)
-    assert pats.find_active_by_secret(secret2) is None
+    assert pats.PERSONAL_ACCESS_TOKENS.find_active(secret, now=expiring.expires_at) is None
+    revoked, secret2 = pats.PERSONAL_ACCESS_TOKENS.create(alice, name="y", scopes=["api"])
+    pats.PERSONAL_ACCESS_TOKENS.revoke(alice, revoked.id)
+    assert pats.PERSONAL_ACCESS_TOKENS.find_active(secret2) is None
 
 
 def test_a_user_cannot_revoke_another_users_token(ctx, make):
     make.user("alice"), make.user("bob")
-    token, _ = pats.create(accounts.find_user("alice"), name="x", scopes=["api"])
+    token, _ = pats.PERSONAL_ACCESS_TOKENS.create(accounts.find_user("alice"), name="x", scopes=["api"])
     from webapp.services.errors import NotFound
     with pytest.raises(NotFound):
-        pats.revoke(accounts.find_user("bob"), token.id)
+        pats.PERSONAL_ACCESS_TOKENS.revoke(accounts.find_user("bob"), token.id)
 
 
 # ---------------------------------------------------------------- the page
@@ -117,7 +121,7 @@ def test_create_without_javascript_shows_the_token_once(client, alice, app):
     assert SECRET_RE.search(client.get(PAGE).get_data(as_text=True)) is None
     assert client.get("/api/v4/user", headers={"PRIVATE-TOKEN": secret}).get_json()["username"] == "alice"
     with app.app_context():
-        token = pats.find_active_by_secret(secret)
+        token = pats.PERSONAL_ACCESS_TOKENS.find_active(secret)
         assert token.scopes == ["api"]
         assert token.expires_at == datetime(2031, 1, 31, tzinfo=timezone.utc)
         assert db.session.scalar(sa.select(AuditEvent.action).where(
@@ -214,7 +218,7 @@ def test_cli_prints_a_working_token(app, make, client):
     assert SECRET_RE.fullmatch(secret)
     assert client.get("/api/v4/user", headers={"PRIVATE-TOKEN": secret}).get_json()["username"] == "alice"
     with app.app_context():
-        token = pats.find_active_by_secret(secret)
+        token = pats.PERSONAL_ACCESS_TOKENS.find_active(secret)
         assert token.expires_at == datetime(2031, 6, 1, tzinfo=timezone.utc) and token.name == "ci"
 
 

@@ -2,7 +2,7 @@
 import pytest
 
 from webapp.services import accounts, credentials
-from webapp.services.policy import ANONYMOUS, Action, Principal, can, visible
+from webapp.services.policy import ANONYMOUS, Action, Principal, PrincipalKind, can, visible
 
 A = Action
 
@@ -170,7 +170,7 @@ def test_group_token_reaches_projects_two_subgroups_down(world):
 
 def test_runner_reads_only_its_own_projects_variables(world):
     mine, theirs = world["tanuki/infra/deploy"], world["other/secret"]
-    runner = Principal("runner", project_id=mine.id)
+    runner = Principal(PrincipalKind.RUNNER, project_id=mine.id)
     assert can(runner, A.READ_CI_VARIABLES, mine)
     assert can(runner, A.READ_CI_VARIABLES, theirs).status == 404
     assert can(runner, A.READ_REPOSITORY, mine).status == 403

@@ -203,7 +203,7 @@ def test_table_shows_expiry_scopes_and_last_use(app, client, make, maintainer):
     make.token("tanuki/awesome_project", name="forever")
     with app.app_context():
         from webapp.services import deploy_tokens
-        deploy_tokens.touch(used_id, "203.0.113.9")
+        deploy_tokens.DEPLOY_TOKENS.touch(used_id, "203.0.113.9")
     html = client.get(SETTINGS).get_data(as_text=True)
     row = lambda name: html[html.index(f"<td>{name}"):].split("</tr>")[0]
     assert 'class="expires-soon"' in row("soon") and soon.isoformat() in row("soon")

@@ -69,8 +69,8 @@ def users_token(username, name, scopes, expires_at):
         except ValueError:
             _fail(ValueError(f"--expires-at '{expires_at}' is not a date (use YYYY-MM-DD)"))
     try:
-        _, secret = personal_access_tokens.create(user, name=name, scopes=scopes.split(","),
-                                                  expires_at=expiry)
+        _, secret = personal_access_tokens.PERSONAL_ACCESS_TOKENS.create(
+            user, name=name, scopes=scopes.split(","), expires_at=expiry, actor=user)
     except DomainError as error:
         _fail(error)
     click.echo(secret)
@@ -145,7 +145,7 @@ def tokens_create(full_path, name, scopes, username, expires_at):
 def tokens_list(full_path):
     """List the deploy tokens of a group or project as JSON lines (never the secrets)."""
     now = deploy_tokens.utcnow()
-    for token in deploy_tokens.list_for(_owner(full_path)):
+    for token in deploy_tokens.DEPLOY_TOKENS.list_for(_owner(full_path)):
         click.echo(json.dumps({
             "id": token.id, "name": token.name, "username": token.username,
             "scopes": token.scopes, "expires_at": iso8601(token.expires_at),
@@ -159,7 +159,7 @@ def tokens_list(full_path):
 def tokens_revoke(full_path, token_id):
     """Revoke a deploy token of a group or project."""
     try:
-        token = deploy_tokens.revoke(_owner(full_path), token_id)
+        token = deploy_tokens.DEPLOY_TOKENS.revoke(_owner(full_path), token_id)
     except DomainError as error:
         _fail(error)
     click.echo(f"Revoked deploy token {token.id} ({token.name})")
@@ -179,7 +179,7 @@ def runners_create(full_path, description):
     """Create a runner token for a project and print it as JSON (the only time it is shown)."""
     project = _project(full_path)
     try:
-        token, secret = runners.create(project, description=description)
+        token, secret = runners.RUNNER_TOKENS.create(project, name=description)
     except DomainError as error:
         _fail(error)
     click.echo(json.dumps({"id": token.id, "project": project.full_path,
@@ -190,7 +190,7 @@ def runners_create(full_path, description):
 @click.argument("full_path")
 def runners_list(full_path):
     """List a project's runner tokens as JSON lines (never the secrets)."""
-    for token in runners.list_for(_project(full_path)):
+    for token in runners.RUNNER_TOKENS.list_for(_project(full_path)):
         click.echo(json.dumps({
             "id": token.id, "description": token.description, "revoked": token.revoked,
             "created_at": iso8601(token.created_at), "last_used_at": iso8601(token.last_used_at),
@@ -203,7 +203,7 @@ def runners_list(full_path):
 def runners_revoke(full_path, token_id):
     """Revoke a runner token of a project."""
     try:
-        token = runners.revoke(_project(full_path), token_id)
+        token = runners.RUNNER_TOKENS.revoke(_project(full_path), token_id)
     except DomainError as error:
         _fail(error)
     click.echo(f"Revoked runner token {token.id} ({token.label})")

@@ -20,14 +20,20 @@ DEFAULTS = {
     "REGISTRY_SERVICE": "container_registry",
     "REGISTRY_ISSUER": "gatehouse-issuer",
     "REGISTRY_TOKEN_LIFETIME": 300,
-    # Failed-authentication ban on git and /jwt/auth (GitLab.com's numbers): this many
+    # Failed-authentication ban on every door (GitLab.com's numbers): this many
     # failures from one IP within FIND_TIME seconds ban it for BAN_TIME seconds.
     "AUTH_BAN_MAX_RETRY": 30,
     "AUTH_BAN_FIND_TIME": 180,
     "AUTH_BAN_TIME": 3600,
+    # Account lock (GitLab's defaults): this many wrong passwords in a row lock the
+    # account's password sign-in for LOCK_TIME seconds; tokens keep working.
+    "ACCOUNT_LOCK_ATTEMPTS": 10,
+    "ACCOUNT_LOCK_TIME": 600,
     # Shared counters live in Redis when this is set (redis://host:port/db), else in the DB.
     "REDIS_URL": None,
     "REDIS_PREFIX": "gatehouse:",
+    # Seconds to wait for Redis before the ban falls back to the database counters.
+    "REDIS_TIMEOUT": 0.5,
     # Largest package file accepted, in bytes (checked while the upload streams).
     "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
 }

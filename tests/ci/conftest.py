@@ -9,8 +9,8 @@ def runner(app):
     """Create a runner token for a project; return (id, secret)."""
     def create(full_path: str, description: str = "") -> tuple[int, str]:
         with app.app_context():
-            token, secret = runners.create(accounts.find_project(full_path),
-                                           description=description)
+            token, secret = runners.RUNNER_TOKENS.create(accounts.find_project(full_path),
+                                           name=description)
             return token.id, secret
     return create
 

@@ -9,7 +9,10 @@ from webapp.extensions import db
 from webapp.models import RunnerToken, utcnow
 from webapp.services import accounts, credentials, runners
 
+from webapp.protocols.ci import DOOR as CI_DOOR
+
 from ..conftest import csrf_from
+from ..support import resolve
 
 PROJECT = "tanuki/app"
 PAGE = f"/{PROJECT}/-/settings/ci_cd"
@@ -77,7 +80,7 @@ def test_create_without_javascript_reveals_the_token_once(maintainer, client, ap
     assert "This token can not be recovered." in html and "Active runner tokens (1)" in html
     assert "build host 1" in html
     with app.app_context():
-        assert credentials.from_runner_token(secret).project_id is not None
+        assert resolve(CI_DOOR, secret=secret).project_id is not None
     assert secret not in client.get(PAGE).get_data(as_text=True)  # shown once
 
 
@@ -108,7 +111,7 @@ def test_too_long_description_is_shown_next_to_the_field(maintainer, client, app
 
 def _create(app, path=PROJECT, description="runner"):
     with app.app_context():
-        return runners.create(accounts.find_project(path), description=description)[0].id
+        return runners.RUNNER_TOKENS.create(accounts.find_project(path), name=description)[0].id
 
 
 def test_revoke_without_javascript_confirms_first(maintainer, client, app):

@@ -50,7 +50,7 @@ def test_revoked_runner_token_is_401(project, runner, fetch, app):
     runner_id, secret = runner(PROJECT)
     assert fetch(secret).status_code == 200
     with app.app_context():
-        runners.revoke(accounts.find_project(PROJECT), runner_id)
+        runners.RUNNER_TOKENS.revoke(accounts.find_project(PROJECT), runner_id)
     _unauthorized(fetch(secret))
 
 
@@ -128,7 +128,7 @@ def test_pair_disappears_when_the_token_is_revoked(project, make, runner, fetch,
     assert as_dict(fetch(runner_secret))["CI_DEPLOY_PASSWORD"] == secret
     with app.app_context():
         from webapp.services import deploy_tokens
-        deploy_tokens.revoke(accounts.find_project(PROJECT), token_id)
+        deploy_tokens.DEPLOY_TOKENS.revoke(accounts.find_project(PROJECT), token_id)
     response = fetch(runner_secret)
     assert not {"CI_DEPLOY_USER", "CI_DEPLOY_PASSWORD"} & set(as_dict(response))
     assert secret not in response.get_data(as_text=True)
@@ -233,7 +233,7 @@ def test_runner_contact_is_recorded(project, runner, fetch, app):
     runner_id, secret = runner(PROJECT)
     fetch(secret)
     with app.app_context():
-        token = runners.get_for(accounts.find_project(PROJECT), runner_id)
+        token = runners.RUNNER_TOKENS.get_for(accounts.find_project(PROJECT), runner_id)
         assert token.last_used_at is not None
         assert token.last_used_ip == "127.0.0.1"
 

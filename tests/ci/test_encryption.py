@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from webapp.config import _instance_secret
+from webapp.services import secret_tokens
 from webapp.extensions import db
 from webapp.models import DeployToken
 from webapp.services import deploy_tokens, encryption
@@ -79,7 +80,7 @@ def test_only_the_project_ci_token_keeps_a_ciphertext(project, make, app):
     group_id, _, _ = make.token("tanuki", name="gitlab-deploy-token")
     ci_row = _row(app, ci_id)
     assert ci_row.token_encrypted and ci_secret not in ci_row.token_encrypted
-    assert ci_row.token_digest == deploy_tokens.digest(ci_secret)
+    assert ci_row.token_digest == secret_tokens.digest(ci_secret)
     assert _row(app, other_id).token_encrypted is None
     assert _row(app, group_id).token_encrypted is None
 
@@ -99,7 +100,7 @@ def test_plain_secret_is_not_in_the_database(project, make, runner, fetch, app):
     _, runner_secret = runner(PROJECT)
     assert as_dict(fetch(runner_secret))["CI_DEPLOY_PASSWORD"] == secret  # and recoverable
     text = _all_text_in_database(app)
-    assert deploy_tokens.digest(secret) in text and "v1:" in text
+    assert secret_tokens.digest(secret) in text and "v1:" in text
     for value in (secret, secret[len("gldt-"):], runner_secret, runner_secret[len("glrt-"):]):
         assert value not in text
     url = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -108,7 +109,7 @@ def test_plain_secret_is_not_in_the_database(project, make, runner, fetch, app):
             db.engine.dispose()  # nothing left in a connection's cache
         data = b"".join(p.read_bytes() for p in Path(url[len("sqlite:///"):]).parent.iterdir()
                         if p.is_file())
-        assert deploy_tokens.digest(secret).encode() in data  # we are reading the right file
+        assert secret_tokens.digest(secret).encode() in data  # we are reading the right file
         for value in (secret, runner_secret):
             assert value.encode() not in data
             assert value[5:].encode() not in data
@@ -189,7 +190,7 @@ def test_rotate_reencrypts_everything_under_the_new_key(make, runner, fetch, app
         for token_id, _, secret in tokens:
             row = db.session.get(DeployToken, token_id)
             assert row.token_encrypted != before[token_id]
-            assert row.token_digest == deploy_tokens.digest(secret)
+            assert row.token_digest == secret_tokens.digest(secret)
             aad = deploy_tokens.secret_aad(token_id)
             assert encryption.decrypt(row.token_encrypted, aad, new) == secret
             with pytest.raises(encryption.DecryptionError):

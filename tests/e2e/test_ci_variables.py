@@ -55,7 +55,7 @@ def ci_project(make, app):
     _, _, secret = make.token(PROJECT, ["read_repository", "read_registry"],
                               name="gitlab-deploy-token")
     with app.app_context():
-        _, runner_token = runners.create(accounts.find_project(PROJECT), description="e2e")
+        _, runner_token = runners.RUNNER_TOKENS.create(accounts.find_project(PROJECT), name="e2e")
     return runner_token, secret
 
 
@@ -97,7 +97,7 @@ def test_live_server_refuses_and_never_logs_secrets(live_server, ci_project, mak
     assert status(f"Authorization: Bearer {runner_token}") == 200
     with app.app_context():
         project = accounts.find_project(PROJECT)
-        runners.revoke(project, runners.list_for(project)[0].id)
+        runners.RUNNER_TOKENS.revoke(project, runners.RUNNER_TOKENS.list_for(project)[0].id)
     assert status(f"Authorization: Bearer {runner_token}") == 401
 
     log = live_server.log.read_text()
@@ -140,7 +140,7 @@ def test_after_revoke_the_job_gets_no_pair_and_the_old_one_is_dead(
     with app.app_context():
         project = accounts.find_project(PROJECT)
         token = deploy_tokens.find_active(user, password)
-        deploy_tokens.revoke(project, token.id)
+        deploy_tokens.DEPLOY_TOKENS.revoke(project, token.id)
     assert "CI_DEPLOY_PASSWORD" not in fetch_ci_variables(live_server.url, runner_token)
     host = live_server.url.split("://", 1)[1]
     refused = git("clone", "-q", f"http://{quote(user, safe='')}:{password}@{host}/{PROJECT}.git",

@@ -41,6 +41,10 @@ class User(UserMixin, db.Model):
     password_hash: so.Mapped[str] = so.mapped_column(sa.String(255))
     is_admin: so.Mapped[bool] = so.mapped_column(default=False)
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    # Wrong passwords in a row; at ACCOUNT_LOCK_ATTEMPTS password sign-in is refused until
+    # locked_until (GitLab's account lock). Tokens are not affected.
+    failed_attempts: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
+    locked_until: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
 
     def set_password(self, password: str, method: str = "scrypt") -> None:
         self.password_hash = generate_password_hash(password, method=method)

@@ -7,7 +7,8 @@ import sqlalchemy.orm as so
 
 from ..extensions import db
 from .accounts import Group, Project, User
-from .types import UTCDateTime, utcnow
+from .tokens import SecretToken
+from .types import UTCDateTime
 
 # Scope name → the description GitLab shows beside its checkbox.
 SCOPES = {
@@ -20,34 +21,21 @@ SCOPES = {
 }
 
 
-class DeployToken(db.Model):
+class DeployToken(SecretToken, db.Model):
     __tablename__ = "deploy_tokens"
     __table_args__ = (
         sa.CheckConstraint("(group_id IS NULL) <> (project_id IS NULL)", name="one_owner"),
     )
 
-    id: so.Mapped[int] = so.mapped_column(primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(255))
     # NULL means the default, gitlab+deploy-token-{id}, which needs the id first.
     custom_username: so.Mapped[Optional[str]] = so.mapped_column("username", sa.String(255))
-    token_digest: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
     # Only the project token named gitlab-deploy-token, whose secret CI hands to jobs,
     # keeps it recoverable: AES-256-GCM (services/encryption.py). Every other: NULL.
     token_encrypted: so.Mapped[Optional[str]] = so.mapped_column(sa.Text)
-    read_repository: so.Mapped[bool] = so.mapped_column(default=False)
-    read_registry: so.Mapped[bool] = so.mapped_column(default=False)
-    write_registry: so.Mapped[bool] = so.mapped_column(default=False)
-    read_package_registry: so.Mapped[bool] = so.mapped_column(default=False)
-    write_package_registry: so.Mapped[bool] = so.mapped_column(default=False)
-    expires_at: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
-    revoked: so.Mapped[bool] = so.mapped_column(default=False)
-    revoked_at: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
     project_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("projects.id"), index=True)
     group_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("groups.id"), index=True)
     creator_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("users.id"))
-    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
-    last_used_at: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
-    last_used_ip: so.Mapped[Optional[str]] = so.mapped_column(sa.String(64))
     # Set when the token is deleted through the API: GitLab destroys the row, we keep it
     # (revoked and hidden from every listing) so that its audit trail still resolves.
     deleted_at: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
@@ -59,19 +47,6 @@ class DeployToken(db.Model):
     @property
     def username(self) -> str:
         return self.custom_username or f"gitlab+deploy-token-{self.id}"
-
-    @property
-    def scopes(self) -> list[str]:
-        return [s for s in SCOPES if getattr(self, s)]
-
-    def has_scope(self, scope: str) -> bool:
-        return scope in SCOPES and bool(getattr(self, scope))
-
-    def expired_at(self, now: datetime) -> bool:
-        return self.expires_at is not None and now >= self.expires_at
-
-    def active_at(self, now: datetime) -> bool:
-        return not self.revoked and not self.expired_at(now)
 
     @property
     def owner(self):

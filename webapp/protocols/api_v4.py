@@ -1,14 +1,15 @@
 """GitLab's REST API v4, the deploy-token part, for python-gitlab, Terraform and curl.
 
-Callers authenticate with a personal access token (`PRIVATE-TOKEN: glpat-…` or
-`Authorization: Bearer glpat-…`). Deploy tokens, passwords and anything else get 401:
-a deploy token is a machine credential for git, the registry and packages, never for
-managing tokens.
+Callers authenticate with a personal access token (`PRIVATE-TOKEN: glpat-…`,
+`Authorization: Bearer glpat-…` or `?private_token=`). Deploy tokens, passwords and
+anything else get 401: a deploy token is a machine credential for git, the registry and
+packages, never for managing tokens.
 
 `:id` is a number or a URL-encoded full path (`tanuki%2Fawesome_project`). Servers
 decode %2F before routing, so the id arrives with its slashes and is matched by a
 `path` converter in front of a fixed suffix.
 """
+import re
 from datetime import date, datetime, timezone
 from typing import Any, Optional
 from urllib.parse import quote
@@ -17,13 +18,17 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from ..extensions import db
 from ..models import DeployToken, Group, Project, User, iso8601 as iso, utcnow
-from ..services import accounts, credentials, deploy_tokens
-from ..services.errors import Invalid, NotFound
-from ..services.policy import ANONYMOUS, Action, Principal, can, visible
-from .auth import bearer_token
+from ..services import accounts, deploy_tokens
+from ..services.credentials import PERSONAL_ACCESS_TOKEN, Door
+from ..services.deploy_tokens import DEPLOY_TOKENS
+from ..services.errors import Banned, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from ..services.policy import INSTANCE, Action, Principal, authorize, visible
+from .auth import authenticate
+from .packages.common import raw_segment
 from .pagination import paginate
 
 bp = Blueprint("api_v4", __name__, url_prefix="/api/v4")
+DOOR = Door("api", bare_tokens=frozenset({PERSONAL_ACCESS_TOKEN}))
 
 # What /api/v4/version reports: the GitLab API level these endpoints follow.
 GITLAB_VERSION = "17.6.0"
@@ -43,62 +48,88 @@ def _api_error(error: ApiError):
     return jsonify(error.body), error.status
 
 
-def _unauthorized() -> ApiError:
-    return ApiError(401, {"message": "401 Unauthorized"})
+class UnknownRoute(NotFound):
+    """No route of ours serves this URL."""
 
 
-def _forbidden() -> ApiError:
-    return ApiError(403, {"message": "403 Forbidden"})
+@bp.errorhandler(DomainError)
+def _refused(error: DomainError):
+    """Domain errors in GitLab's words; a reason is added only where it helps the caller."""
+    if isinstance(error, Invalid):
+        return jsonify(message=error.errors), 400
+    if isinstance(error, Unauthenticated):
+        return jsonify(message="401 Unauthorized"), 401
+    if isinstance(error, NotFound):
+        if isinstance(error, UnknownRoute):
+            return jsonify(unknown_route_body()), 404
+        text = str(error)
+        return jsonify(message=text if text.startswith("404") else "404 Not Found"), 404
+    if isinstance(error, Forbidden):
+        # A ban or an account lock says so; a policy refusal stays GitLab's bare 403.
+        reason = f" - {error}" if isinstance(error, Banned) else ""
+        return jsonify(message=f"403 Forbidden{reason}"), 403
+    return jsonify(message=f"{error.status} {error}"), error.status
 
 
-def _not_found(what: str = "") -> ApiError:
-    return ApiError(404, {"message": f"404 {what + ' ' if what else ''}Not Found"})
+def _not_found(what: str = "") -> NotFound:
+    return NotFound(f"404 {what + ' ' if what else ''}Not Found")
 
 
 # ---------------------------------------------------------------- authentication
 
-def _personal_access_token_sent() -> Optional[str]:
-    """The secret from PRIVATE-TOKEN, a bearer header or `private_token`; None if absent."""
-    return (request.headers.get("PRIVATE-TOKEN") or bearer_token(request)
-            or request.args.get("private_token") or None)
-
-
 def caller() -> Principal:
-    """The request's principal: a personal access token's user, or anonymous.
+    """The request's principal (a personal access token's user, or anonymous), once."""
+    if "api_principal" not in g:
+        g.api_principal = authenticate(DOOR)
+    return g.api_principal
 
-    Any other credential (basic auth, Deploy-Token, Job-Token, a deploy token sent as a
-    bearer token or PRIVATE-TOKEN) is refused with 401 rather than ignored.
+
+# Package formats GitLab serves that Gatehouse does not: a 404 under their URLs says so.
+UNSERVED_FORMATS = ("conan", "nuget", "composer", "go", "helm", "rubygems", "debian",
+                    "rpm", "terraform", "ml_models", "cargo", "conda", "maven")
+UNSERVED_RE = re.compile(r"^/api/v4/(?:.+/)?packages/(" + "|".join(UNSERVED_FORMATS) + r")(?:/|$)")
+
+
+def unknown_route_body() -> dict:
+    """The 404 of a URL under /api/v4 that no route serves, whatever the credentials."""
+    body = {"message": "404 Not Found"}
+    unserved = UNSERVED_RE.match(request.path)
+    if unserved:
+        body["error"] = f"{unserved.group(1)} packages are not served by Gatehouse"
+    return body
+
+
+def unknown_route(allowed_methods=()) -> bool:
+    """Whether this URL only looked like `/projects/:id` (or `/groups/:id`).
+
+    `/projects/1/deploy_keys` reaches the `/projects/<path:ref>` route with ref
+    "1/deploy_keys"; a real `:id` is one segment (a full path comes URL-encoded). With
+    another method than GET the router answers 405 for the same reason.
     """
-    if "api_principal" in g:
-        return g.api_principal
-    secret = _personal_access_token_sent()
-    if secret is not None:
-        principal = credentials.from_personal_access_token(secret)
-        if principal is None:
-            raise _unauthorized()
-        credentials.record_use(principal, request.remote_addr)
-    elif request.headers.get("Authorization") or request.headers.get("Deploy-Token") \
-            or request.headers.get("Job-Token"):
-        raise _unauthorized()
-    else:
-        principal = ANONYMOUS
-    g.api_principal = principal
-    return principal
+    if allowed_methods and not set(allowed_methods) <= READ_METHODS:
+        return False
+    for kind in OWNERS:
+        rest = raw_segment(f"{bp.url_prefix}/{kind}/")
+        if rest is not None:
+            return "/" in rest.strip("/")
+    return False
 
 
 @bp.before_request
 def _authenticate():
-    principal = caller()
+    if request.endpoint in ("api_v4.projects_show", "api_v4.groups_show") and unknown_route():
+        # Not a route of ours, whatever the credentials: say so rather than 401 or a
+        # "Project Not Found" for a project that exists.
+        raise UnknownRoute("404 Not Found")
     # read_api allows reading only; GitLab checks the scope before it looks anything up.
-    if request.method not in READ_METHODS and principal.kind == "personal_access_token" \
-            and "api" not in principal.scopes:
-        raise _forbidden()
+    action = Action.API_READ if request.method in READ_METHODS else Action.API_WRITE
+    authorize(caller(), action, INSTANCE)
 
 
 def signed_in() -> Principal:
     principal = caller()
     if principal.is_anonymous:
-        raise _unauthorized()
+        raise Unauthenticated("authentication required")
     return principal
 
 
@@ -178,10 +209,10 @@ def _managed_owner(kind: str, ref: str):
     """The owner whose deploy tokens the caller may manage (Maintainer+ or admin)."""
     principal = signed_in()
     target = _owner(kind, ref, principal)
-    decision = can(principal, Action.MANAGE_DEPLOY_TOKENS, target)
-    if not decision:
-        raise _forbidden() if decision.status == 403 else _not_found(OWNERS[kind][1])
-    return principal, target
+    try:
+        return principal, authorize(principal, Action.MANAGE_DEPLOY_TOKENS, target)
+    except NotFound:
+        raise _not_found(OWNERS[kind][1])
 
 
 def _list_path(kind: str, ref: str) -> str:
@@ -203,8 +234,7 @@ def _active_filter() -> Optional[bool]:
 
 def _paged_tokens(owner, path: Optional[str] = None):
     now = utcnow()
-    query = deploy_tokens.select_tokens(owner, active=_active_filter(), now=now,
-                                        newest_first=False)
+    query = DEPLOY_TOKENS.select(owner, active=_active_filter(), now=now, newest_first=False)
     tokens, headers = paginate(query, path=path)
     response = jsonify([token_json(t, now) for t in tokens])
     response.headers.update(headers)
@@ -261,11 +291,12 @@ def _expiry(raw: Optional[str]) -> Optional[datetime]:
         if "T" not in raw and " " not in raw:
             return deploy_tokens.expiry_from_date(date.fromisoformat(raw))
         moment = datetime.fromisoformat(raw)
-    except ValueError:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        # A far date with a negative offset lies past year 9999 in UTC: OverflowError.
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise ApiError(400, {"error": "expires_at is invalid"})
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
 
 
 # ---------------------------------------------------------------- endpoints
@@ -286,8 +317,7 @@ def current_user():
 @bp.get("/deploy_tokens")
 def all_deploy_tokens():
     """Every deploy token of the instance: administrators only."""
-    if not signed_in().is_admin:
-        raise _forbidden()
+    authorize(signed_in(), Action.LIST_ALL_DEPLOY_TOKENS, INSTANCE)
     return _paged_tokens(None)
 
 
@@ -307,21 +337,18 @@ def create_token(kind: str, ref: str):
     missing = [name for name in ("name", "scopes") if params.get(name) is None]
     if missing:
         raise ApiError(400, {"error": ", ".join(f"{name} is missing" for name in missing)})
-    try:
-        token, secret = deploy_tokens.create(
-            owner, name=_string(params, "name"), scopes=_scopes(params["scopes"]),
-            username=_string(params, "username"),
-            expires_at=_expiry(_string(params, "expires_at")),
-            actor=_actor(principal), ip=request.remote_addr)
-    except Invalid as error:
-        raise ApiError(400, {"message": error.errors})
+    token, secret = deploy_tokens.create(
+        owner, name=_string(params, "name"), scopes=_scopes(params["scopes"]),
+        username=_string(params, "username"),
+        expires_at=_expiry(_string(params, "expires_at")),
+        actor=_actor(principal), ip=request.remote_addr)
     return jsonify(token_json(token, utcnow(), secret)), 201
 
 
 def show_token(kind: str, ref: str, token_id: int):
     _, owner = _managed_owner(kind, ref)
     try:
-        token = deploy_tokens.get_for(owner, token_id)
+        token = DEPLOY_TOKENS.get_for(owner, token_id)
     except NotFound:
         raise _not_found("Deploy Token")
     return jsonify(token_json(token, utcnow()))

@@ -1,86 +1,72 @@
-"""Credentials for machine requests: parse them once, resolve them to a Principal."""
+"""Read a machine request's credentials once, and hand them to the one chain.
+
+Each protocol blueprint declares its `Door` (what it accepts) and calls `authenticate`;
+the chain (services/credentials.py) does the ban, the lookup, the accounting and the
+record of use, and raises domain errors that the blueprint's own error handler turns
+into its wire format.
+"""
 import base64
 import binascii
 from typing import Optional
 
-from flask import Request, Response
+from flask import Request, Response, request
 
-from ..services import auth_ban, credentials
-from ..services.policy import ANONYMOUS, Principal
+from ..services import credentials
+from ..services.credentials import DEPLOY_TOKEN, PERSONAL_ACCESS_TOKEN, Credentials, Door
+from ..services.policy import Principal
 
 REALM = "Gatehouse"
 
+# Headers that carry a bare secret, and the token kinds each may carry; the first one
+# present wins. GitLab's names: `Deploy-Token` (generic and Maven packages),
+# `PRIVATE-TOKEN` (the API), `JOB-TOKEN` (CI jobs, which Gatehouse does not have).
+SECRET_HEADERS = (
+    ("Deploy-Token", frozenset({DEPLOY_TOKEN})),
+    ("Private-Token", frozenset({PERSONAL_ACCESS_TOKEN})),
+)
+JOB_TOKEN_HEADER = "Job-Token"
 
-class BadCredentials(Exception):
-    """Credentials were sent but match nothing: answer 401 (and count a failure)."""
+
+def presented(req: Request) -> Credentials:
+    """What the request carries: a header secret, Basic, Bearer, `private_token`, or none."""
+    for header, kinds in SECRET_HEADERS:
+        if header in req.headers:
+            return Credentials(secret=req.headers[header].strip(), secret_kinds=kinds)
+    if JOB_TOKEN_HEADER in req.headers or "job_token" in req.args:
+        return Credentials(job_token=True)
+    scheme, _, value = req.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "basic":
+        return _basic(value)
+    if scheme.lower() == "bearer":
+        return Credentials(secret=value.strip())
+    if scheme:
+        return Credentials(malformed=True)
+    if "private_token" in req.args:
+        return Credentials(secret=req.args["private_token"],
+                           secret_kinds=frozenset({PERSONAL_ACCESS_TOKEN}))
+    return credentials.NONE
 
 
-class Banned(Exception):
-    """The client IP failed authentication too often: answer 403 before anything else."""
-
-
-def basic_credentials(request: Request) -> Optional[tuple[str, str]]:
-    """Return (username, password) from an `Authorization: Basic` header, or None.
-
-    Decoded by hand rather than with werkzeug's parser so that a malformed header is
-    treated as wrong credentials instead of silently as none.
-    """
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
+def _basic(value: str) -> Credentials:
+    # Decoded by hand rather than with werkzeug's parser so that a malformed header is
+    # a failed attempt instead of silently no credentials at all.
     try:
         decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError):
-        raise BadCredentials("malformed basic credentials")
+        return Credentials(malformed=True)
     username, sep, password = decoded.partition(":")
     if not sep:
-        raise BadCredentials("malformed basic credentials")
-    return username, password
+        return Credentials(malformed=True)
+    return Credentials(username=username, password=password)
 
 
-def bearer_token(request: Request) -> Optional[str]:
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return value.strip() or None
+def authenticate(door: Door, req: Optional[Request] = None) -> Principal:
+    """The request's Principal through the one chain, or a domain error."""
+    req = req or request
+    return credentials.authenticate(presented(req), door, ip=req.remote_addr)
 
 
-def principal_from_basic(request: Request) -> Principal:
-    """Resolve basic auth (deploy token with its username, or a user's password).
-
-    No credentials → ANONYMOUS; credentials that match nothing → BadCredentials.
-    """
-    pair = basic_credentials(request)
-    if pair is None:
-        return ANONYMOUS
-    principal = credentials.from_basic(*pair)
-    if principal is None:
-        raise BadCredentials("wrong username or token")
-    return principal
-
-
-def principal_behind_ban(request: Request) -> Principal:
-    """`principal_from_basic` behind the failed-authentication ban (git and /jwt/auth).
-
-    A banned IP raises Banned before its credentials are looked at; wrong credentials
-    count towards a ban and raise BadCredentials; good ones reset the IP's count.
-    """
-    ip = request.remote_addr or ""
-    if auth_ban.is_banned(ip):
-        raise Banned(auth_ban.BANNED_MESSAGE)
-    try:
-        principal = principal_from_basic(request)
-    except BadCredentials:
-        auth_ban.record_failure(ip)
-        raise
-    if not principal.is_anonymous:
-        auth_ban.record_success(ip)
-    return principal
-
-
-def challenge(message: str = "HTTP Basic: Access denied", realm: str = REALM) -> Response:
+def challenge(message: str = credentials.WRONG, realm: str = REALM) -> Response:
     """A 401 that makes clients like git retry with the credentials they hold."""
     return Response(message + "\n", 401, {
         "WWW-Authenticate": f'Basic realm="{realm}"',

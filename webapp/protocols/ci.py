@@ -9,12 +9,17 @@ from flask import Blueprint, current_app, jsonify, request
 
 from ..extensions import db
 from ..models import Project
-from ..services import ci, credentials
+from ..services import ci
+from ..services.credentials import RUNNER_TOKEN, Door
 from ..services.encryption import DecryptionError, EncryptionKeyError
-from ..services.policy import Action, can
-from .auth import REALM, bearer_token
+from ..services.errors import DomainError, NotFound
+from ..services.policy import Action, authorize
+from .auth import REALM, authenticate
 
 bp = Blueprint("ci", __name__)
+DOOR = Door("ci", bare_tokens=frozenset({RUNNER_TOKEN}))
+TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Project Not Found"}
+
 
 def _error(status: int, message: str):
     response = jsonify(message=message)
@@ -22,6 +27,13 @@ def _error(status: int, message: str):
     if status == 401:
         response.headers["WWW-Authenticate"] = f'Bearer realm="{REALM}"'
     return response
+
+
+@bp.errorhandler(DomainError)
+def _refused(error: DomainError):
+    current_app.logger.info("CI variables refused (%s) for %s", error.status, request.remote_addr)
+    detail = "" if isinstance(error, NotFound) or error.status == 401 else f" - {error}"
+    return _error(error.status, f"{error.status} {TITLES.get(error.status, 'Error')}{detail}")
 
 
 def _wants_dotenv() -> bool:
@@ -32,16 +44,10 @@ def _wants_dotenv() -> bool:
 
 @bp.get("/ci/variables")
 def variables():
-    principal = credentials.from_runner_token(bearer_token(request))
-    if principal is None:
-        current_app.logger.info("CI variables refused: no valid runner token (from %s)",
-                                request.remote_addr)
-        return _error(401, "401 Unauthorized")
-    project = db.session.get(Project, principal.project_id)
-    decision = can(principal, Action.READ_CI_VARIABLES, project)
-    if not decision:
-        return _error(decision.status, "404 Project Not Found" if decision.status == 404
-                      else f"{decision.status} Forbidden")
+    principal = authenticate(DOOR)
+    project = authorize(principal, Action.READ_CI_VARIABLES,
+                        db.session.get(Project, principal.project_id)
+                        if principal.project_id is not None else None)
     try:
         values = ci.job_variables(
             project, external_url=current_app.config["EXTERNAL_URL"],
@@ -51,7 +57,6 @@ def variables():
         current_app.logger.error("CI variables for %s: cannot decrypt the CI deploy token: %s",
                                  project.full_path, error)
         return _error(500, "500 Internal Server Error")
-    credentials.record_use(principal, request.remote_addr)
     current_app.logger.info(
         "CI variables for %s served to %s (%d variables, deploy token pair %s)",
         project.full_path, principal.name, len(values),

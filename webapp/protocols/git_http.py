@@ -18,11 +18,15 @@ from typing import Iterator, Optional
 from flask import Blueprint, Response, request
 
 from ..extensions import db
-from ..services import accounts, credentials, repositories
-from ..services.policy import Action, Principal, can
-from .auth import BadCredentials, Banned, challenge, principal_behind_ban
+from ..services import accounts, repositories
+from ..services.credentials import DEPLOY_TOKEN, Door
+from ..services.errors import DomainError, NotFound, Unauthenticated
+from ..services.policy import Action, Principal, authorize
+from .auth import authenticate, challenge
 
 bp = Blueprint("git_http", __name__)
+# git sends basic auth only: a deploy token with its own username, or a user's password.
+DOOR = Door("git", passwords=True, basic_tokens=frozenset({DEPLOY_TOKEN}))
 log = logging.getLogger(__name__)
 
 UPLOAD_PACK = "git-upload-pack"
@@ -55,41 +59,30 @@ def receive_pack(full_path: str):
 
 
 def _serve(full_path: str, service: str, rest: str) -> Response:
-    ip = request.remote_addr or ""
-    try:
-        principal = principal_behind_ban(request)
-    except Banned as banned:
-        return _text(str(banned), 403)
-    except BadCredentials:
-        return challenge()
-
-    project = accounts.find_project(full_path)
+    principal = authenticate(DOOR)
     action = SERVICES[service]
-    decision = can(principal, action, project)
-    if not decision:
-        if decision.status == 401:
-            return challenge()
-        if decision.status == 404:
-            return _text(NOT_FOUND, 404)
-        return _text(_refusal(principal, action, decision.reason), 403)
-
-    credentials.record_use(principal, ip)
+    project = authorize(principal, action, accounts.find_project(full_path))
     repository = repositories.ensure(project.full_path)
     env = _cgi_environment(f"/{repository.relative_to(repositories.root())}/{rest}",
-                           principal, ip, push=service == RECEIVE_PACK)
+                           principal, request.remote_addr or "", push=service == RECEIVE_PACK)
     # Nothing below needs the database: give the connection back before streaming.
     db.session.remove()
     has_body = request.method == "POST"
     return _run_backend(env, request.stream if has_body else None)
 
 
-def _refusal(principal: Principal, action: Action, reason: str) -> str:
-    if principal.kind == "deploy_token":
-        if action == Action.PUSH_REPOSITORY:
-            return ("You are not allowed to push code to this project: deploy tokens are "
-                    "read-only. Push as a user with the Developer role or higher.")
-        return "This deploy token cannot read this repository: it lacks the read_repository scope."
-    return reason[:1].upper() + reason[1:] + "."
+@bp.errorhandler(DomainError)
+def _refused(error: DomainError) -> Response:
+    """git shows a text/plain body as `remote: ...`; only a 401 makes it send credentials."""
+    if isinstance(error, Unauthenticated):
+        return challenge()
+    if isinstance(error, NotFound):
+        return _text(NOT_FOUND, 404)
+    return _text(_sentence(str(error)), error.status)
+
+
+def _sentence(reason: str) -> str:
+    return reason[:1].upper() + reason[1:].rstrip(".") + "."
 
 
 def _text(message: str, status: int) -> Response:

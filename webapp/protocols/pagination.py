@@ -13,6 +13,8 @@ from ..extensions import db
 
 DEFAULT_PER_PAGE = 20
 MAX_PER_PAGE = 100
+# Past this no database takes the OFFSET; no real list has that many pages either.
+MAX_PAGE = 2 ** 31 - 1
 
 
 def _positive_int(name: str, default: int) -> int:
@@ -24,6 +26,8 @@ def _positive_int(name: str, default: int) -> int:
     except ValueError:
         # Grape's answer to a parameter of the wrong type.
         abort(_bad_request(f"{name} is invalid"))
+    if value > MAX_PAGE:
+        abort(_bad_request(f"{name} is invalid: at most {MAX_PAGE}"))
     return value if value > 0 else default
 
 

@@ -12,10 +12,16 @@ from typing import Optional
 import click
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from ..services import credentials, registry
-from .auth import REALM, BadCredentials, Banned, principal_behind_ban
+from ..services import registry
+from ..services.credentials import DEPLOY_TOKEN, Door
+from ..services.errors import DomainError, Unauthenticated
+from ..services.policy import INSTANCE, Action, authorize
+from .auth import REALM, authenticate
 
 bp = Blueprint("registry_auth", __name__, cli_group="registry")
+# docker, skopeo and podman send basic auth: a deploy token with its username, or a user.
+DOOR = Door("registry", passwords=True, basic_tokens=frozenset({DEPLOY_TOKEN}))
+CODES = {400: "INVALID_REQUEST", 401: "UNAUTHORIZED", 403: "DENIED"}
 
 
 def _error(status: int, code: str, message: str, headers: Optional[dict] = None) -> Response:
@@ -25,6 +31,13 @@ def _error(status: int, code: str, message: str, headers: Optional[dict] = None)
     response.headers.update(headers or {})
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.errorhandler(DomainError)
+def _refused(error: DomainError) -> Response:
+    headers = {"WWW-Authenticate": f'Basic realm="{REALM}"'} \
+        if isinstance(error, Unauthenticated) else None
+    return _error(error.status, CODES.get(error.status, "DENIED"), str(error), headers)
 
 
 @bp.get("/jwt/auth")
@@ -38,23 +51,14 @@ def auth():
                       f"unknown service {asked!r}: this token service signs for {service!r}"
                       if asked else f"the service parameter is required ({service!r})")
 
-    try:
-        # The ban is shared with git: an IP banned there is banned here too.
-        principal = principal_behind_ban(request)
-    except Banned as banned:
-        return _error(403, "DENIED", str(banned))
-    except BadCredentials:
-        return _error(401, "UNAUTHORIZED", "HTTP Basic: Access denied",
-                      {"WWW-Authenticate": f'Basic realm="{REALM}"'})
-
+    # The ban, the lookup and the accounting are every door's: an IP banned on git or
+    # packages is banned here too.
+    principal = authenticate(DOOR)
     raw_scopes = request.args.getlist("scope")
-    if principal.kind == "deploy_token" and not registry.may_log_in(principal):
-        # As GitLab: a token without registry scopes has no business with the registry.
-        return _error(403, "DENIED", "access forbidden: this deploy token has no registry scope")
-    if not raw_scopes and principal.is_anonymous:
-        # A login check without credentials: ask for them (not a failed attempt).
-        return _error(401, "UNAUTHORIZED", "authentication required",
-                      {"WWW-Authenticate": f'Basic realm="{REALM}"'})
+    if raw_scopes == [] or not principal.is_anonymous:
+        # `docker login` (no scope) checks the credentials; as GitLab, credentials without
+        # any registry right have no business with the registry.
+        authorize(principal, Action.REGISTRY_LOGIN, INSTANCE)
 
     access = []
     for raw in raw_scopes:
@@ -65,7 +69,6 @@ def auth():
         if actions:
             access.append({"type": "repository", "name": scope.name, "actions": actions})
 
-    credentials.record_use(principal, request.remote_addr)
     response = jsonify(registry.issue(principal, access))
     response.headers["Cache-Control"] = "no-store"
     return response

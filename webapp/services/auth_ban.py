@@ -1,17 +1,19 @@
-"""Ban client IPs that fail authentication too often (GitLab's git and /jwt/auth ban).
+"""Ban client IPs that fail authentication too often, on every door.
 
 `AUTH_BAN_MAX_RETRY` failures from one IP within `AUTH_BAN_FIND_TIME` seconds ban it for
-`AUTH_BAN_TIME` seconds. A successful authentication resets the IP's count, as GitLab
-does. Counters are shared by every worker and host: in Redis when `REDIS_URL` is set,
-otherwise in the database (`auth_failures`).
+`AUTH_BAN_TIME` seconds (GitLab.com's numbers). Unlike GitLab, a successful login does
+not reset the count: otherwise anyone with an account could interleave good logins with
+guesses at someone else's password and never be banned.
 
-Use from a protocol view:
-
-    if auth_ban.is_banned(ip): answer 403 before looking at any credentials
-    bad credentials       → auth_ban.record_failure(ip), answer 401
-    good credentials      → auth_ban.record_success(ip)
+Counters are shared by every worker and host: in Redis when `REDIS_URL` is set,
+otherwise in the database (`auth_failures`). Redis gets short timeouts; while it is
+unreachable the database counters stand in, and that is logged once a minute, not per
+request. Only the chain in services/credentials.py calls this module.
 """
+import logging
 import random
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Optional
 
@@ -21,23 +23,19 @@ from flask import current_app
 from ..extensions import db
 from ..models import AuthFailure, utcnow
 
-BANNED_MESSAGE = "Too many failed authentication attempts from this IP"
+BANNED_MESSAGE = ("Too many failed authentication attempts from this IP: try again later, "
+                  "with the right credentials")
+log = logging.getLogger(__name__)
 
 
 def is_banned(ip: Optional[str]) -> bool:
     """Whether this IP is banned right now."""
-    return bool(ip) and _backend().is_banned(ip)
+    return bool(ip) and _call("is_banned", ip)
 
 
 def record_failure(ip: Optional[str]) -> bool:
     """Count a failed authentication; return True when it got the IP banned."""
-    return bool(ip) and _backend().record_failure(ip)
-
-
-def record_success(ip: Optional[str]) -> None:
-    """Reset the IP's failure count after a successful authentication."""
-    if ip:
-        _backend().record_success(ip)
+    return bool(ip) and _call("record_failure", ip)
 
 
 def _settings() -> tuple[int, float, float]:
@@ -46,11 +44,43 @@ def _settings() -> tuple[int, float, float]:
             float(config["AUTH_BAN_TIME"]))
 
 
-def _backend():
+def _call(method: str, ip: str) -> bool:
     url = current_app.config.get("REDIS_URL")
-    if url:
-        return RedisBackend(_redis(url), current_app.config.get("REDIS_PREFIX") or "")
-    return DatabaseBackend()
+    if url and _REDIS_STATE.usable():
+        import redis
+        try:
+            backend = RedisBackend(_redis(url), current_app.config.get("REDIS_PREFIX") or "")
+            return getattr(backend, method)(ip)
+        except redis.RedisError as error:
+            _REDIS_STATE.failed(error)
+    return getattr(DatabaseBackend(), method)(ip)
+
+
+class _RedisState:
+    """After a Redis failure, use the database for a while instead of waiting on Redis."""
+
+    RETRY_AFTER = 10.0  # seconds before Redis is tried again
+    LOG_EVERY = 60.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.down_until = 0.0
+        self.logged_at = -self.LOG_EVERY
+
+    def usable(self) -> bool:
+        return time.monotonic() >= self.down_until
+
+    def failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        with self.lock:
+            self.down_until = now + self.RETRY_AFTER
+            if now - self.logged_at >= self.LOG_EVERY:
+                self.logged_at = now
+                log.warning("Redis is unreachable (%s): the failed-login ban uses the "
+                            "database counters until it is back", error)
+
+
+_REDIS_STATE = _RedisState()
 
 
 def _redis(url: str):
@@ -58,7 +88,9 @@ def _redis(url: str):
     clients = current_app.extensions.setdefault("gatehouse_redis", {})
     if url not in clients:
         import redis
-        clients[url] = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        timeout = float(current_app.config["REDIS_TIMEOUT"])
+        clients[url] = redis.Redis.from_url(url, socket_timeout=timeout,
+                                            socket_connect_timeout=timeout)
     return clients[url]
 
 
@@ -96,17 +128,6 @@ class DatabaseBackend:
             self.purge(now)
         db.session.commit()
         return banned
-
-    def record_success(self, ip: str, now: Optional[datetime] = None) -> None:
-        now = now or utcnow()
-        # Only rows that hold no live ban: a success never lifts a ban early.
-        result = db.session.execute(
-            sa.delete(AuthFailure)
-            .where(AuthFailure.ip == ip,
-                   sa.or_(AuthFailure.banned_until.is_(None), AuthFailure.banned_until <= now))
-            .execution_options(synchronize_session=False))
-        if result.rowcount:
-            db.session.commit()
 
     def purge(self, now: datetime) -> None:
         """Forget IPs whose window and ban have both run out (keeps the table small)."""
@@ -157,9 +178,6 @@ class RedisBackend:
         pipe.delete(count_key)
         pipe.execute()
         return True
-
-    def record_success(self, ip: str) -> None:
-        self.client.delete(self._keys(ip)[0])
 
 
 def _ms(seconds: float) -> int:

@@ -23,3 +23,29 @@ class Invalid(DomainError):
     def __init__(self, errors: dict[str, list[str]]):
         self.errors = errors
         super().__init__("; ".join(m for msgs in errors.values() for m in msgs))
+
+
+class Unauthenticated(DomainError):
+    """No usable credentials where some are needed, or credentials that match nothing."""
+
+    status = 401
+
+
+class Banned(Forbidden):
+    """The client's address failed authentication too often: refused before any lookup."""
+
+
+class AccountLocked(Forbidden):
+    """Too many wrong passwords for this account: password sign-in is refused for a while."""
+
+
+class Malformed(DomainError):
+    """Input no client should send (control characters, numbers out of range, ...)."""
+
+    status = 400
+
+
+class InsufficientStorage(DomainError):
+    """The server has no room left to store what was sent; nothing was kept."""
+
+    status = 507

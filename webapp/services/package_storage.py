@@ -5,12 +5,14 @@ holds finished files. A file reaches its content address before any row points a
 so a crash can leave an unreferenced file (removed by `packages gc`), never a row
 without its file.
 """
+import errno
 import hashlib
 import os
 import queue
 import secrets
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterable, Optional
@@ -20,6 +22,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import PackageFile
+from .errors import InsufficientStorage
 
 CHUNK = 1024 * 1024
 TMP_MAX_AGE = 24 * 3600
@@ -178,9 +181,28 @@ def read_body(stream: BinaryIO, size: int) -> bytes:
         raise Incomplete(f"the client stopped sending ({exc.__class__.__name__})") from exc
 
 
+@contextmanager
+def disk_space_checked():
+    """Turn a full disk (or quota) into InsufficientStorage: HTTP 507, nothing kept."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientStorage(
+                "The server is out of storage space, so nothing was kept: try again later "
+                "and tell an administrator if it persists.") from exc
+        raise
+
+
 def receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = ()
             ) -> Upload:
     """Stream a request body into a finished Upload; discard it on any failure."""
+    with disk_space_checked():
+        return _receive(stream, length=length, algorithms=algorithms)
+
+
+def _receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = ()
+             ) -> Upload:
     upload = Upload.start(algorithms)
     try:
         if length is not None and length > upload.limit:
@@ -201,14 +223,15 @@ def receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str
 
 def receive_bytes(data: bytes, algorithms: Iterable[str] = ()) -> Upload:
     """Store bytes already in memory (an npm tarball decoded from its JSON)."""
-    upload = Upload.start(algorithms)
-    try:
-        upload.write(data)
-        upload.finish()
-    except BaseException:
-        upload.discard()
-        raise
-    return upload
+    with disk_space_checked():
+        upload = Upload.start(algorithms)
+        try:
+            upload.write(data)
+            upload.finish()
+        except BaseException:
+            upload.discard()
+            raise
+        return upload
 
 
 def referenced(sha256: str) -> bool:

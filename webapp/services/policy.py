@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from ..extensions import db
 from ..models import AccessLevel, Group, Membership, Project, Visibility
+from .errors import Forbidden, NotFound, Unauthenticated
 
 
 class Action(str, enum.Enum):
@@ -20,37 +21,83 @@ class Action(str, enum.Enum):
     WRITE_PACKAGE = "write_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
     READ_CI_VARIABLES = "read_ci_variables"
+    # Instance-wide actions: their target is INSTANCE.
+    REGISTRY_LOGIN = "registry_login"
+    API_READ = "api_read"
+    API_WRITE = "api_write"
+    LIST_ALL_DEPLOY_TOKENS = "list_all_deploy_tokens"
 
 
-# action → (deploy token scopes, any of which allows it; user level needed; public read?)
-RULES: dict[Action, tuple[frozenset[str], Optional[AccessLevel], bool]] = {
-    Action.READ_PROJECT: (frozenset(), AccessLevel.GUEST, True),
-    Action.READ_REPOSITORY: (frozenset({"read_repository"}), AccessLevel.REPORTER, True),
-    Action.PUSH_REPOSITORY: (frozenset(), AccessLevel.DEVELOPER, False),
-    Action.READ_REGISTRY: (frozenset({"read_registry"}), AccessLevel.REPORTER, True),
-    Action.WRITE_REGISTRY: (frozenset({"write_registry"}), AccessLevel.DEVELOPER, False),
-    Action.READ_PACKAGE: (frozenset({"read_package_registry", "write_package_registry"}),
-                          AccessLevel.REPORTER, True),
-    Action.WRITE_PACKAGE: (frozenset({"write_package_registry"}), AccessLevel.DEVELOPER, False),
-    Action.MANAGE_DEPLOY_TOKENS: (frozenset(), AccessLevel.MAINTAINER, False),
-    Action.READ_CI_VARIABLES: (frozenset(), None, False),
+class PrincipalKind(str, enum.Enum):
+    ANONYMOUS = "anonymous"
+    USER = "user"
+    DEPLOY_TOKEN = "deploy_token"
+    PERSONAL_ACCESS_TOKEN = "personal_access_token"
+    RUNNER = "runner_token"
+
+
+class Instance:
+    """The target of instance-wide actions (the whole Gatehouse)."""
+
+    def __repr__(self) -> str:
+        return "INSTANCE"
+
+
+INSTANCE = Instance()
+ANY_SCOPE = frozenset({"*"})
+READ_API = frozenset({"api", "read_api"})
+WRITE_API = frozenset({"api"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Who may do one action: a row of the one policy table."""
+
+    deploy_scopes: frozenset[str] = frozenset()  # any of these; ANY_SCOPE: any token
+    pat_scopes: frozenset[str] = frozenset()     # a personal access token needs one of these
+    level: Optional[AccessLevel] = None          # a user's role on the target; None: no user
+    public_read: bool = False                    # anyone, on a public project
+    runner: bool = False                         # a runner token of the target project
+    admin_only: bool = False                     # instance actions only admins may do
+    anonymous: bool = False                      # instance actions anonymous callers may do
+    deploy_refusal: str = ""                     # why no deploy token may, when none may
+
+
+# The one access policy. Scopes for deploy tokens as GitLab's; a personal access token
+# acts as its user narrowed by its scopes (`read_api` reads, `api` also writes); runner
+# tokens read CI variables and nothing else.
+RULES: dict[Action, Rule] = {
+    Action.READ_PROJECT: Rule(ANY_SCOPE, READ_API, AccessLevel.GUEST, public_read=True),
+    Action.READ_REPOSITORY: Rule(frozenset({"read_repository"}), READ_API,
+                                 AccessLevel.REPORTER, public_read=True),
+    Action.PUSH_REPOSITORY: Rule(frozenset(), WRITE_API, AccessLevel.DEVELOPER, deploy_refusal=(
+        "you are not allowed to push code to this project: deploy tokens are read-only. "
+        "Push as a user with the Developer role or higher")),
+    Action.READ_REGISTRY: Rule(frozenset({"read_registry"}), READ_API, AccessLevel.REPORTER,
+                               public_read=True),
+    Action.WRITE_REGISTRY: Rule(frozenset({"write_registry"}), WRITE_API, AccessLevel.DEVELOPER),
+    Action.READ_PACKAGE: Rule(frozenset({"read_package_registry", "write_package_registry"}),
+                              READ_API, AccessLevel.REPORTER, public_read=True),
+    Action.WRITE_PACKAGE: Rule(frozenset({"write_package_registry"}), WRITE_API,
+                               AccessLevel.DEVELOPER),
+    Action.MANAGE_DEPLOY_TOKENS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
+    Action.READ_CI_VARIABLES: Rule(runner=True),
+    # `docker login` names no repository: the credentials must carry a registry right.
+    Action.REGISTRY_LOGIN: Rule(frozenset({"read_registry", "write_registry"}),
+                                level=AccessLevel.GUEST),
+    # GitLab checks read_api before it looks anything up: it never writes.
+    Action.API_READ: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST, anonymous=True),
+    Action.API_WRITE: Rule(pat_scopes=WRITE_API, level=AccessLevel.GUEST),
+    Action.LIST_ALL_DEPLOY_TOKENS: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
+                                        admin_only=True),
 }
-
-
-# A personal access token acts as its user, narrowed by its scopes: `read_api` reads,
-# `api` also writes. (The REST API adds GitLab's own rule on top: read_api is GET-only.)
-WRITE_ACTIONS = frozenset({Action.PUSH_REPOSITORY, Action.WRITE_REGISTRY, Action.WRITE_PACKAGE})
-
-
-def _token_scopes_for(action: Action) -> frozenset[str]:
-    return frozenset({"api"}) if action in WRITE_ACTIONS else frozenset({"api", "read_api"})
 
 
 @dataclass(frozen=True)
 class Principal:
     """Who is asking, resolved once from whatever credentials came with the request."""
 
-    kind: str  # anonymous | user | deploy_token | runner | personal_access_token
+    kind: PrincipalKind
     name: str = ""
     user_id: Optional[int] = None
     is_admin: bool = False
@@ -63,16 +110,24 @@ class Principal:
     # database entirely while that is recent.
     last_used_at: Optional[datetime] = field(default=None, compare=False)
 
+    def __post_init__(self):
+        object.__setattr__(self, "kind", PrincipalKind(self.kind))
+
     @property
     def is_anonymous(self) -> bool:
-        return self.kind == "anonymous"
+        return self.kind == PrincipalKind.ANONYMOUS
 
     @property
     def acts_as_user(self) -> bool:
         return self.user_id is not None
 
+    @property
+    def is_machine_token(self) -> bool:
+        """A deploy or runner token: reaches only its own project or group."""
+        return self.kind in (PrincipalKind.DEPLOY_TOKEN, PrincipalKind.RUNNER)
 
-ANONYMOUS = Principal("anonymous")
+
+ANONYMOUS = Principal(PrincipalKind.ANONYMOUS)
 
 
 @dataclass(frozen=True)
@@ -98,38 +153,82 @@ def _deny_unseen(principal: Principal) -> Decision:
     return Decision(False, 404, "not found")
 
 
-Target = Union[Project, Group, None]
+Target = Union[Project, Group, Instance, None]
 
 
 def can(principal: Principal, action: Action, target: Target) -> Decision:
-    """Decide whether `principal` may do `action` on a project or group."""
+    """Decide whether `principal` may do `action` on a project, a group or INSTANCE."""
+    rule = RULES[Action(action)]
+    if target is INSTANCE:
+        return _can_on_instance(principal, action, rule)
     if target is None:
         return _deny_unseen(principal)
-    scopes, level, public_read = RULES[Action(action)]
 
-    if principal.kind in ("deploy_token", "runner"):
+    if principal.is_machine_token:
         if not _token_reaches(principal, target):
             return _deny_unseen(principal)
-        if principal.kind == "runner":
-            return ALLOW if action == Action.READ_CI_VARIABLES else Decision(False, 403, "forbidden")
-        if action == Action.READ_PROJECT or principal.scopes & scopes:
+        if principal.kind == PrincipalKind.RUNNER:
+            return ALLOW if rule.runner else Decision(False, 403, "forbidden")
+        if rule.deploy_scopes is ANY_SCOPE or principal.scopes & rule.deploy_scopes:
             return ALLOW
-        return Decision(False, 403, f"this deploy token cannot {_verb(action)}")
+        return _deploy_refusal(action, rule)
 
     if not visible(principal, target):
         return _deny_unseen(principal)
-    if level is None:
+    if rule.level is None:
         return Decision(False, 403, "forbidden")
-    if principal.kind == "personal_access_token" and not principal.scopes & _token_scopes_for(action):
+    if principal.kind == PrincipalKind.PERSONAL_ACCESS_TOKEN and not principal.scopes & rule.pat_scopes:
         return Decision(False, 403, "this personal access token needs the api scope")
     if principal.acts_as_user:
-        if principal.is_admin or access_level(principal.user_id, target) >= level:
+        if principal.is_admin or access_level(principal.user_id, target) >= rule.level:
             return ALLOW
-    if public_read and isinstance(target, Project) and _publicly_readable(principal, target):
+    if rule.public_read and isinstance(target, Project) and _publicly_readable(principal, target):
         return ALLOW
     if principal.is_anonymous:
         return Decision(False, 401, "authentication required")
     return Decision(False, 403, f"you are not allowed to {_verb(action)}")
+
+
+def _can_on_instance(principal: Principal, action: Action, rule: Rule) -> Decision:
+    if principal.is_anonymous:
+        return ALLOW if rule.anonymous else Decision(False, 401, "authentication required")
+    if principal.kind == PrincipalKind.DEPLOY_TOKEN:
+        if principal.scopes & rule.deploy_scopes:
+            return ALLOW
+        return _deploy_refusal(action, rule)
+    if principal.kind == PrincipalKind.RUNNER or rule.level is None:
+        return Decision(False, 403, "forbidden")
+    if principal.kind == PrincipalKind.PERSONAL_ACCESS_TOKEN and not principal.scopes & rule.pat_scopes:
+        return Decision(False, 403, "this personal access token needs the api scope")
+    if rule.admin_only and not principal.is_admin:
+        return Decision(False, 403, "only administrators may do this")
+    return ALLOW
+
+
+def _deploy_refusal(action: Action, rule: Rule) -> Decision:
+    if rule.deploy_refusal:
+        return Decision(False, 403, rule.deploy_refusal)
+    if not rule.deploy_scopes:
+        return Decision(False, 403, f"deploy tokens cannot {_verb(action)}")
+    scopes = " or ".join(sorted(rule.deploy_scopes))
+    return Decision(False, 403, f"this deploy token cannot {_verb(action)}: it lacks the "
+                                f"{scopes} scope")
+
+
+def authorize(principal: Principal, action: Action, target: Target):
+    """Return the target when the principal may do `action` on it; raise otherwise.
+
+    401 → Unauthenticated, 403 → Forbidden, 404 → NotFound: a caller never holds a
+    target that might be missing.
+    """
+    decision = can(principal, action, target)
+    if decision:
+        return target
+    if decision.status == 401:
+        raise Unauthenticated(decision.reason)
+    if decision.status == 404:
+        raise NotFound(decision.reason)
+    raise Forbidden(decision.reason)
 
 
 def _verb(action: Action) -> str:
@@ -143,6 +242,10 @@ def _verb(action: Action) -> str:
         Action.WRITE_PACKAGE: "write to this package registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
         Action.READ_CI_VARIABLES: "read CI variables",
+        Action.REGISTRY_LOGIN: "log in to the container registry",
+        Action.API_READ: "use the API",
+        Action.API_WRITE: "change anything through the API",
+        Action.LIST_ALL_DEPLOY_TOKENS: "list every deploy token",
     }[Action(action)]
 
 
@@ -176,7 +279,7 @@ def access_level(user_id: Optional[int], target: Union[Project, Group]) -> int:
 
 def visible(principal: Principal, target: Union[Project, Group]) -> bool:
     """Whether the principal may know that the project or group exists."""
-    if principal.kind in ("deploy_token", "runner"):
+    if principal.is_machine_token:
         return _token_reaches(principal, target)
     if principal.is_admin:
         return True

@@ -90,13 +90,6 @@ def granted(principal: Principal, scope: Scope) -> list[str]:
             if a in ACTIONS and can(principal, ACTIONS[a], project).allowed]
 
 
-def may_log_in(principal: Principal) -> bool:
-    """Whether the credentials carry any registry right (`docker login` has no scope)."""
-    if principal.kind == "deploy_token":
-        return bool(principal.scopes & REGISTRY_SCOPES)
-    return principal.acts_as_user
-
-
 def issue(principal: Principal, access: list[dict], *,
           now: Optional[datetime] = None) -> dict:
     """Sign a token for `access`; return the body `/jwt/auth` answers with."""

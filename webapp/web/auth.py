@@ -6,10 +6,13 @@ from flask_login import current_user, login_user, logout_user
 
 from ..extensions import db, login_manager
 from ..models import User
-from ..services import accounts
+from ..services import credentials
+from ..services.errors import DomainError, Malformed
 from .forms import SignInForm
 
 bp = Blueprint("auth", __name__)
+# The sign-in form is a door like any other: the same ban, account lock and accounting.
+DOOR = credentials.Door("sign_in", passwords=True)
 
 
 @login_manager.user_loader
@@ -32,16 +35,35 @@ def sign_in():
     if current_user.is_authenticated:
         return redirect(_safe_next(request.args.get("next")))
     form = SignInForm()
+    status = 200
     if form.validate_on_submit():
-        login = form.username.data.strip()
-        user = accounts.find_user(login) or db.session.scalar(
-            db.select(User).where(User.email == login))
-        if user is not None and user.check_password(form.password.data):
+        try:
+            user = _check_sign_in(form.username.data.strip(), form.password.data)
+        except Malformed as error:
+            form.username.errors.append(str(error))
+        except DomainError as error:
+            form.password.errors.append(_sign_in_message(error))
+            status = 422 if error.status == 401 else error.status
+        else:
             login_user(user, remember=form.remember_me.data)
             return redirect(_safe_next(request.args.get("next")))
-        form.password.errors.append("Invalid username or password.")
-    status = 422 if form.errors else 200
+    if form.errors and status == 200:
+        status = 422
     return render_template("auth/sign_in.html", form=form), status
+
+
+def _check_sign_in(login: str, password: str) -> User:
+    """The user these credentials sign in, through the one authentication chain."""
+    principal = credentials.authenticate(
+        credentials.Credentials(username=login, password=password), DOOR,
+        ip=request.remote_addr)
+    return db.session.get(User, principal.user_id)
+
+
+def _sign_in_message(error: DomainError) -> str:
+    if error.status == 401:
+        return "Invalid username or password."
+    return str(error)  # a ban or an account lock says what happened and what to do
 
 
 @bp.route("/users/sign_out", methods=["POST"])

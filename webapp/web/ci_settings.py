@@ -37,8 +37,8 @@ def _render_panel(project, form: RunnerTokenForm, *, new_token=None, expanded: b
         "settings/ci_cd.html", "settings/_runners.html", status=status,
         project=project, form=form, new_token=new_token, notice=notice,
         expanded=expanded or bool(new_token) or bool(form.errors) or bool(notice),
-        active=runners.list_for(project, active=True),
-        inactive=runners.list_for(project, active=False),
+        active=runners.RUNNER_TOKENS.list_for(project, active=True),
+        inactive=runners.RUNNER_TOKENS.list_for(project, active=False),
         ci_token=deploy_tokens.find_ci_token(project),
         revoke_consequence=RUNNER_REVOKE_CONSEQUENCE,
         external_url=current_app.config["EXTERNAL_URL"], registry=registry,
@@ -62,7 +62,7 @@ def create_runner(full_path: str):
     project = _project(full_path)
     form = RunnerTokenForm()
     try:
-        token, secret = runners.create(project, description=form.description.data,
+        token, secret = runners.RUNNER_TOKENS.create(project, name=form.description.data,
                                        actor=current_user, ip=client_ip())
     except Invalid as error:
         form.description.errors = error.errors.get("description", [])
@@ -79,14 +79,14 @@ def create_runner(full_path: str):
 @login_required
 def revoke_runner(full_path: str, runner_id: int):
     project = _project(full_path)
-    token = runners.get_for(project, runner_id)
+    token = runners.RUNNER_TOKENS.get_for(project, runner_id)
     if request.method == "GET":
         # Without JavaScript the Revoke button leads here to confirm.
         return render("revoke_confirm.html", "revoke_confirm.html",
                       label=token.label, subject=f"the runner token of {token.label}",
                       consequence=RUNNER_REVOKE_CONSEQUENCE, revoked=token.revoked,
                       back=_page_url(project), back_label="Back to the runners")
-    runners.revoke(project, runner_id, actor=current_user, ip=client_ip())
+    runners.RUNNER_TOKENS.revoke(project, runner_id, actor=current_user, ip=client_ip())
     notice = f"Revoked runner token {token.label}."
     if is_htmx():
         return _render_panel(project, RunnerTokenForm(formdata=None), notice=notice)

@@ -1,11 +1,19 @@
-"""Error pages for browsers; JSON for the machine protocols under /api and /jwt."""
+"""Error pages for browsers; JSON for the machine protocols under /api and /jwt.
+
+Each protocol blueprint turns domain errors into its own wire format; what reaches
+these app-wide handlers is what no blueprint claimed (unknown routes, input refused
+before any view ran).
+"""
+import re
+
 from flask import jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 
-from ..services.errors import DomainError
+from ..services.errors import DomainError, Malformed
 
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 413: "Too large", 500: "Something went wrong"}
+          405: "Method not allowed", 413: "Too large", 500: "Something went wrong",
+          507: "Out of storage space"}
 MESSAGES = {
     404: "The page could not be found or you don't have permission to view it.",
     403: "You are not allowed to do this.",
@@ -20,17 +28,38 @@ def _wants_json() -> bool:
 # GitLab's wording under /api/v4 (clients match on these strings).
 API_MESSAGES = {400: "400 Bad request", 401: "401 Unauthorized", 403: "403 Forbidden",
                 404: "404 Not Found", 405: "405 Not Allowed",
-                413: "413 Request Entity Too Large", 500: "500 Internal Server Error"}
+                413: "413 Request Entity Too Large", 500: "500 Internal Server Error",
+                507: "507 Insufficient Storage"}
+
+
+# Control characters (tab, newline and carriage return aside in query values): no
+# client sends them, and PostgreSQL refuses a NUL outright.
+PATH_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+QUERY_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def refuse_control_characters():
+    """Before any view: a path or query string with control characters is a 400."""
+    if PATH_CONTROLS.search(request.path) or any(
+            QUERY_CONTROLS.search(key) or QUERY_CONTROLS.search(value)
+            for key, value in request.args.items(multi=True)):
+        raise Malformed("The request's path or query string contains control characters")
 
 
 def _json(status: int, error=None):
     # No API route matched (the browser's project-page catch-all does not count): GitLab's
-    # catch-all route answers {"error": "404 Not Found"}, a wrong method
+    # catch-all route answers {"message": "404 Not Found"}, a wrong method
     # {"error": "405 Not Allowed"} with an Allow header.
     headers = {}
     if getattr(error, "valid_methods", None):
         headers["Allow"] = ", ".join(error.valid_methods)
     if request.path.startswith("/api/") and request.blueprint in (None, "pages"):
+        # No API route matched: the same answer whatever credentials came with it.
+        from ..protocols.api_v4 import unknown_route, unknown_route_body
+        if status == 405 and unknown_route(getattr(error, "valid_methods", None) or ()):
+            return jsonify(unknown_route_body()), 404
+        if status == 404:
+            return jsonify(unknown_route_body()), 404
         return jsonify(error=API_MESSAGES.get(status, str(status))), status, headers
     if request.path.startswith("/api/"):
         return jsonify(message=API_MESSAGES.get(status, str(status))), status, headers
@@ -55,6 +84,8 @@ def register(app) -> None:
     @app.errorhandler(DomainError)
     def domain_error(error):
         return _page(error.status, str(error))
+
+    app.before_request(refuse_control_characters)
 
     for status in (400, 403, 404, 405, 413, 500):
         app.register_error_handler(status, lambda e, s=status: _page(s, error=e))

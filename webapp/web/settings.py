@@ -34,14 +34,14 @@ def _settings_url(kind: str, owner, **params) -> str:
 def _render_panel(kind: str, owner, form: DeployTokenForm, *, new_token=None,
                   expanded: bool = False, status: int = 200, notice: str = ""):
     now = utcnow()
-    active = paginate(deploy_tokens.list_for(owner, active=True, now=now), PER_PAGE)
+    active = paginate(deploy_tokens.DEPLOY_TOKENS.list_for(owner, active=True, now=now), PER_PAGE)
     response = render(
         "settings/repository.html", "settings/_deploy_tokens.html", status=status,
         kind=kind, owner=owner, form=form, new_token=new_token, notice=notice,
         expanded=expanded or bool(new_token) or bool(form.errors or form.scope_errors)
         or active.number > 1,
         active_count=active.total, active=active.items, page=active.number, pages=active.pages,
-        inactive=deploy_tokens.list_for(owner, active=False, now=now), now=now,
+        inactive=deploy_tokens.DEPLOY_TOKENS.list_for(owner, active=False, now=now), now=now,
         scopes=SCOPES, timedelta=timedelta, ci_token_id=_ci_token_id(kind, owner, now))
     # The panel may carry a secret: never keep it in a browser or proxy cache.
     response.headers["Cache-Control"] = "no-store"
@@ -104,14 +104,14 @@ def _attach(form: DeployTokenForm, errors: dict[str, list[str]]) -> None:
 @login_required
 def revoke(kind: str, full_path: str, token_id: int):
     owner = _owner(kind, full_path)
-    token = deploy_tokens.get_for(owner, token_id)
+    token = deploy_tokens.DEPLOY_TOKENS.get_for(owner, token_id)
     if request.method == "GET":
         # Without JavaScript the Revoke button leads here to confirm.
         return render("revoke_confirm.html", "revoke_confirm.html",
                       label=token.name, subject=token.name, revoked=token.revoked,
                       back=_settings_url(kind, owner, _anchor="deploy-tokens"),
                       back_label="Back to the deploy tokens")
-    deploy_tokens.revoke(owner, token_id, actor=current_user, ip=client_ip())
+    deploy_tokens.DEPLOY_TOKENS.revoke(owner, token_id, actor=current_user, ip=client_ip())
     notice = f"Revoked deploy token {token.name}."
     if is_htmx():
         return _render_panel(kind, owner, DeployTokenForm(formdata=None), expanded=True,

@@ -5,7 +5,7 @@ from flask import Blueprint, redirect, request, session, url_for
 from flask_login import current_user, login_required
 
 from ..models import PAT_SCOPES, utcnow
-from ..services import personal_access_tokens as pats
+from ..services.personal_access_tokens import PERSONAL_ACCESS_TOKENS as pats
 from ..services.deploy_tokens import expiry_from_date
 from ..services.errors import Invalid
 from .forms import PersonalAccessTokenForm
@@ -62,7 +62,7 @@ def create():
     try:
         token, secret = pats.create(
             current_user, name=form.name.data, scopes=form.selected_scopes(),
-            expires_at=expires_at, ip=client_ip())
+            expires_at=expires_at, actor=current_user, ip=client_ip())
     except Invalid as error:
         _attach(form, error.errors)
         return _render_panel(form, status=422)
@@ -91,7 +91,7 @@ def revoke(token_id: int):
                       label=token.name, subject=token.name, consequence=PAT_REVOKE_CONSEQUENCE,
                       revoked=token.revoked, back=url_for("user_settings.personal_access_tokens"),
                       back_label="Back to the personal access tokens")
-    pats.revoke(current_user, token_id, ip=client_ip())
+    pats.revoke(current_user, token_id, actor=current_user, ip=client_ip())
     notice = f"Revoked personal access token {token.name}."
     if is_htmx():
         return _render_panel(PersonalAccessTokenForm(formdata=None), notice=notice)

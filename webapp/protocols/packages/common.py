@@ -5,44 +5,19 @@ from urllib.parse import unquote
 from flask import Blueprint, abort, current_app, jsonify, request, send_file
 
 from ...models import Group, PackageFile, Project
-from ...services import accounts, credentials, package_storage
-from ...services.policy import Action, Decision, Principal, can, visible
-from ..auth import REALM, BadCredentials, bearer_token, principal_from_basic
+from ...services import accounts, package_storage
+from ...services.credentials import DEPLOY_TOKEN, PERSONAL_ACCESS_TOKEN, Door
+from ...services.errors import DomainError, NotFound, Unauthenticated
+from ...services.policy import Action, Principal, authorize, can, visible
+from ..auth import REALM, authenticate
 
 bp = Blueprint("packages_api", __name__)
 
-
-# How a bare secret may arrive, and which token kinds it may be, tried in order.
-SECRET_RESOLVERS = {
-    "Deploy-Token": (credentials.from_deploy_token_secret,),
-    "Bearer": (credentials.from_deploy_token_secret, credentials.from_personal_access_token),
-    "Private-Token": (credentials.from_personal_access_token,),
-}
-
-
-def request_principal() -> Principal:
-    """Resolve the request's credentials into one Principal.
-
-    - `Deploy-Token: <secret>` (generic packages): a deploy token, no username.
-    - `Authorization: Bearer <secret>` (npm's `_authToken`): a deploy token or a
-      personal access token; `Private-Token: <secret>`: a personal access token.
-    - `Authorization: Basic` (twine, pip, curl -u): a deploy token with its own
-      username, or a user and password.
-    Credentials that were sent but match nothing raise BadCredentials (401).
-    """
-    for header in SECRET_RESOLVERS:
-        secret = bearer_token(request) if header == "Bearer" else request.headers.get(header)
-        if secret is not None:
-            return _by_secret(secret.strip(), SECRET_RESOLVERS[header])
-    return principal_from_basic(request)
-
-
-def _by_secret(secret: str, resolvers) -> Principal:
-    for resolve in resolvers:
-        principal = resolve(secret)
-        if principal is not None:
-            return principal
-    raise BadCredentials("unknown, revoked or expired token")
+# pip, twine and curl send basic auth (a deploy token with its own username, or a user's
+# password); npm a Bearer token; generic and Maven clients a `Deploy-Token` or
+# `PRIVATE-TOKEN` header.
+DOOR = Door("packages", passwords=True, basic_tokens=frozenset({DEPLOY_TOKEN}),
+            bare_tokens=frozenset({DEPLOY_TOKEN, PERSONAL_ACCESS_TOKEN}))
 
 
 def raw_segment(prefix: str) -> Optional[str]:
@@ -74,60 +49,56 @@ def ref_from_uri(prefix: str, routed: str) -> str:
     return ref
 
 
-def error(status: int, message: str, **headers) -> NoReturn:
-    """Stop with GitLab's JSON error shape (`error` carries the reason for npm and humans)."""
+def error_response(status: int, message: str, **headers):
+    """GitLab's JSON error shape (`error` carries the reason for npm and humans)."""
     titles = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden",
-              404: "Not Found", 413: "Payload Too Large"}
+              404: "Not Found", 413: "Payload Too Large", 507: "Insufficient Storage"}
     body = {"message": f"{status} {titles.get(status, '')}".strip(), "error": message}
     if status == 404:
         body["message"] = message if message.startswith("404") else "404 Not Found"
     response = jsonify(body)
     response.status_code = status
     response.headers.update(headers)
-    abort(response)
+    return response
 
 
-def deny(decision: Decision, what: str = "Project") -> NoReturn:
-    if decision.status == 401:
-        error(401, "authentication required",
-              **{"WWW-Authenticate": f'Basic realm="{REALM}"'})
-    if decision.status == 404:
-        error(404, f"404 {what} Not Found")
-    error(decision.status, decision.reason or "forbidden")
+def error(status: int, message: str, **headers) -> NoReturn:
+    """Stop with GitLab's JSON error shape."""
+    abort(error_response(status, message, **headers))
 
 
-def authorized_principal() -> Principal:
-    try:
-        return request_principal()
-    except BadCredentials:
-        # The same answer as no credentials: clients prompt or retry, nothing leaks.
-        error(401, "HTTP Basic: Access denied",
-              **{"WWW-Authenticate": f'Basic realm="{REALM}"'})
+@bp.errorhandler(DomainError)
+def _refused(exc: DomainError):
+    """Every refusal in the packages' JSON shape; 401 asks clients for credentials."""
+    if isinstance(exc, Unauthenticated):
+        return error_response(401, str(exc) or "HTTP Basic: Access denied",
+                              **{"WWW-Authenticate": f'Basic realm="{REALM}"'})
+    if isinstance(exc, NotFound):
+        return error_response(404, str(exc) if str(exc).startswith("404")
+                              else "404 Project Not Found")
+    return error_response(exc.status, str(exc) or "forbidden")
 
 
 def project_for(action: Action, ref: str) -> tuple[Project, Principal]:
     """Authenticate, find the project from `:id`, and check `action` on it; or stop."""
-    principal = authorized_principal()
+    principal = authenticate(DOOR)
     ref = ref_from_uri("/api/v4/projects/", ref)
-    project = accounts.project_by_ref(ref)
-    decision = can(principal, action, project)
-    if not decision:
-        deny(decision)
-    credentials.record_use(principal, request.remote_addr)
+    project = authorize(principal, action, accounts.project_by_ref(ref))
     return project, principal
 
 
 def group_for(ref: str) -> tuple[Group, Principal, list[Project]]:
     """Authenticate, find the group, and list its projects (subgroups too) readable here."""
-    principal = authorized_principal()
+    principal = authenticate(DOOR)
     ref = ref_from_uri("/api/v4/groups/", ref)
     group = accounts.group_by_ref(ref)
     if group is None or not visible(principal, group):
-        deny(can(principal, Action.READ_PACKAGE, None), "Group")
+        if principal.is_anonymous:
+            raise Unauthenticated("authentication required")
+        raise NotFound("404 Group Not Found")
     projects = [p for p in _subtree_projects(group) if can(principal, Action.READ_PACKAGE, p)]
     if not projects and principal.is_anonymous:
-        deny(Decision(False, 401))
-    credentials.record_use(principal, request.remote_addr)
+        raise Unauthenticated("authentication required")
     return group, principal, projects
 
 

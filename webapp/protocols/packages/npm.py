@@ -184,6 +184,8 @@ def _read_json(limit: int):
         return json.loads(body)
     except ValueError:
         raise Invalid({"body": ["the body is not JSON"]})
+    except RecursionError:
+        raise Invalid({"body": ["the JSON document is nested too deeply"]})
 
 
 def _list_tags(project, name):
