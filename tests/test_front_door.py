@@ -368,3 +368,14 @@ def test_a_package_format_gitlab_has_and_gatehouse_does_not_says_so(client, worl
     assert response.status_code == 404
     assert response.get_json() == {"message": "404 Not Found",
                                    "error": "conan packages are not served by Gatehouse"}
+
+
+def test_an_operator_unlocks_an_account_from_the_cli(app, world):
+    for n in range(10):
+        _sign_in(app, f"198.51.100.{170 + n}", "alice", "wrong-password")
+    assert _sign_in(app, "198.51.100.190", "alice", PASSWORD).status_code == 403
+    result = app.test_cli_runner().invoke(args=["users", "unlock", "alice"])
+    assert result.exit_code == 0, result.output
+    assert _sign_in(app, "198.51.100.191", "alice", PASSWORD).status_code == 302
+    missing = app.test_cli_runner().invoke(args=["users", "unlock", "nobody"])
+    assert missing.exit_code == 1 and "No user 'nobody'" in missing.output

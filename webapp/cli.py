@@ -52,6 +52,17 @@ def users_create(username, email, password, admin):
     click.echo(f"Created user {user.username} (id {user.id}){' as admin' if admin else ''}")
 
 
+@users.command("unlock")
+@click.argument("username")
+def users_unlock(username):
+    """Lift an account lock (too many wrong passwords) before it runs out."""
+    try:
+        accounts.unlock(username)
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Unlocked {username}: password sign-in works again")
+
+
 @users.command("token")
 @click.argument("username")
 @click.option("--name", required=True, help="What the token is for.")

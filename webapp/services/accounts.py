@@ -133,6 +133,17 @@ def add_member(full_path: str, username: str, role: str) -> Membership:
     return membership
 
 
+def unlock(username: str) -> User:
+    """Lift the account lock and forget the wrong passwords counted so far."""
+    user = find_user(username)
+    if user is None:
+        raise NotFound(f"No user '{username}'")
+    user.failed_attempts, user.locked_until = 0, None
+    audit.record("user_unlocked", user, actor=None, ip=None, user=username)
+    db.session.commit()
+    return user
+
+
 def find_user(username: str) -> Optional[User]:
     return db.session.scalar(sa.select(User).where(User.username == username))
 
