@@ -32,22 +32,30 @@ def _admin_url(url: str) -> str:
     return re.sub(r"^postgres(ql)?(\+psycopg)?://", "postgresql://", url)
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory):
+@contextmanager
+def fresh_database(sqlite_dir: Path, prefix: str = "gatehouse_test"):
+    """A database of its own: a file on SQLite, a new (then dropped) one on PostgreSQL."""
     base = os.environ.get("DATABASE_URL", "")
     if not base.startswith("postgres"):
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'gatehouse.db'}"
+        yield f"sqlite:///{sqlite_dir / 'gatehouse.db'}"
         return
     import psycopg
-    name = f"gatehouse_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = _admin_url(base)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     head, _, tail = admin.rpartition("/")
-    url = f"{head}/{name}" + ("?" + tail.split("?", 1)[1] if "?" in tail else "")
-    yield url
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield f"{head}/{name}" + ("?" + tail.split("?", 1)[1] if "?" in tail else "")
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    with fresh_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

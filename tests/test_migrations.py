@@ -1,30 +1,17 @@
 """Migrations that move data, run up and down on a database of their own (SQLite or PostgreSQL)."""
-import os
-import uuid
-
 import pytest
 import sqlalchemy as sa
 
 from webapp import create_app
 from webapp.extensions import db
 
-from .conftest import _admin_url
+from .conftest import fresh_database
 
 
 @pytest.fixture
 def fresh_url(tmp_path):
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        yield f"sqlite:///{tmp_path / 'migrations.db'}"
-        return
-    import psycopg
-    name = f"gatehouse_migration_{uuid.uuid4().hex[:12]}"
-    admin = _admin_url(base)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield admin.rpartition("/")[0] + "/" + name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_database(tmp_path, "gatehouse_migration") as url:
+        yield url
 
 
 def test_deploy_token_scopes_move_from_flags_to_one_list_and_back(fresh_url, tmp_path):
