@@ -114,7 +114,7 @@ def _acceptable(credentials: Credentials, door: Door) -> bool:
 
 def _accepted_here(door: Door) -> str:
     kinds = sorted(door.bare_tokens | door.basic_tokens)
-    names = [KINDS[k].label.lower() + "s" for k in kinds] + (["passwords"] if door.passwords else [])
+    names = [k.replace("_", " ") + "s" for k in kinds] + (["passwords"] if door.passwords else [])
     return "This endpoint accepts only " + " and ".join(names or ["no credentials"])
 
 
