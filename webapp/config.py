@@ -30,6 +30,10 @@ DEFAULTS = {
     "REDIS_PREFIX": "gatehouse:",
     # Largest package file accepted, in bytes (checked while the upload streams).
     "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
+    # Git LFS: the largest object accepted (bytes), and how long the transfer
+    # authorization handed out in a batch answer stays valid (seconds).
+    "MAX_LFS_OBJECT_SIZE": 5 * 1024 ** 3,
+    "LFS_TRANSFER_LIFETIME": 900,
 }
 
 

@@ -16,9 +16,11 @@ class Action(str, enum.Enum):
     PUSH_REPOSITORY = "push_repository"
     READ_REGISTRY = "read_registry"
     WRITE_REGISTRY = "write_registry"
+    DELETE_REGISTRY = "delete_registry"
     READ_PACKAGE = "read_package"
     WRITE_PACKAGE = "write_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
+    FORCE_UNLOCK_LFS = "force_unlock_lfs"
     READ_CI_VARIABLES = "read_ci_variables"
 
 
@@ -29,17 +31,22 @@ RULES: dict[Action, tuple[frozenset[str], Optional[AccessLevel], bool]] = {
     Action.PUSH_REPOSITORY: (frozenset(), AccessLevel.DEVELOPER, False),
     Action.READ_REGISTRY: (frozenset({"read_registry"}), AccessLevel.REPORTER, True),
     Action.WRITE_REGISTRY: (frozenset({"write_registry"}), AccessLevel.DEVELOPER, False),
+    # Deleting image tags (the registry page and API); no deploy token scope allows it.
+    Action.DELETE_REGISTRY: (frozenset(), AccessLevel.MAINTAINER, False),
     Action.READ_PACKAGE: (frozenset({"read_package_registry", "write_package_registry"}),
                           AccessLevel.REPORTER, True),
     Action.WRITE_PACKAGE: (frozenset({"write_package_registry"}), AccessLevel.DEVELOPER, False),
     Action.MANAGE_DEPLOY_TOKENS: (frozenset(), AccessLevel.MAINTAINER, False),
+    # Removing someone else's Git LFS lock (`git lfs unlock --force`).
+    Action.FORCE_UNLOCK_LFS: (frozenset(), AccessLevel.MAINTAINER, False),
     Action.READ_CI_VARIABLES: (frozenset(), None, False),
 }
 
 
 # A personal access token acts as its user, narrowed by its scopes: `read_api` reads,
 # `api` also writes. (The REST API adds GitLab's own rule on top: read_api is GET-only.)
-WRITE_ACTIONS = frozenset({Action.PUSH_REPOSITORY, Action.WRITE_REGISTRY, Action.WRITE_PACKAGE})
+WRITE_ACTIONS = frozenset({Action.PUSH_REPOSITORY, Action.WRITE_REGISTRY, Action.WRITE_PACKAGE,
+                           Action.DELETE_REGISTRY, Action.FORCE_UNLOCK_LFS})
 
 
 def _token_scopes_for(action: Action) -> frozenset[str]:
@@ -139,9 +146,11 @@ def _verb(action: Action) -> str:
         Action.PUSH_REPOSITORY: "push code to this project",
         Action.READ_REGISTRY: "pull from this container registry",
         Action.WRITE_REGISTRY: "push to this container registry",
+        Action.DELETE_REGISTRY: "delete images from this container registry",
         Action.READ_PACKAGE: "read this package registry",
         Action.WRITE_PACKAGE: "write to this package registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
+        Action.FORCE_UNLOCK_LFS: "remove other people's locks",
         Action.READ_CI_VARIABLES: "read CI variables",
     }[Action(action)]
 
