@@ -34,6 +34,7 @@ DEFAULTS = {
     # authorization handed out in a batch answer stays valid (seconds).
     "MAX_LFS_OBJECT_SIZE": 5 * 1024 ** 3,
     "LFS_TRANSFER_LIFETIME": 900,
+    "LOG_LEVEL": "INFO",
 }
 
 

@@ -90,6 +90,30 @@ def granted(principal: Principal, scope: Scope) -> list[str]:
             if a in ACTIONS and can(principal, ACTIONS[a], project).allowed]
 
 
+CATALOG_SCOPE = "registry:catalog:*"
+
+
+def access_for(principal: Principal, raw_scopes: list[str]) -> list[dict]:
+    """The `access` claim: per requested scope, what the policy allows (empty ones left out).
+
+    `registry:catalog:*` (docker search, listing every repository) is for admins only,
+    as on GitLab; malformed scopes and other types get nothing.
+    """
+    access = []
+    for raw in raw_scopes:
+        if raw == CATALOG_SCOPE:
+            if principal.is_admin:
+                access.append({"type": "registry", "name": "catalog", "actions": ["*"]})
+            continue
+        scope = parse_scope(raw)
+        if scope is None:
+            continue
+        actions = granted(principal, scope)
+        if actions:
+            access.append({"type": "repository", "name": scope.name, "actions": actions})
+    return access
+
+
 def may_log_in(principal: Principal) -> bool:
     """Whether the credentials carry any registry right (`docker login` has no scope)."""
     if principal.kind == "deploy_token":
