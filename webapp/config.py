@@ -17,6 +17,9 @@ DEFAULTS = {
     "PASSWORD_HASH_METHOD": "scrypt",
     # Container registry token service (/jwt/auth); REGISTRY_KEY/CERT default to keys/ in DATA_DIR.
     "REGISTRY_URL": "127.0.0.1:5050",
+    # Where Gatehouse itself reaches the registry's API (the project's registry page, tag
+    # deletion); None means http://REGISTRY_URL.
+    "REGISTRY_API_URL": None,
     "REGISTRY_SERVICE": "container_registry",
     "REGISTRY_ISSUER": "gatehouse-issuer",
     "REGISTRY_TOKEN_LIFETIME": 300,

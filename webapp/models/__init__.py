@@ -2,6 +2,7 @@
 from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
 from .audit import AuditEvent
 from .auth_ban import AuthFailure
+from .container_registry import ContainerRepository
 from .deploy_tokens import SCOPES, DeployToken
 from .lfs import LfsLock, LfsObject, LfsObjectProject
 from .packages import PACKAGE_TYPES, Package, PackageFile, PackageTag
@@ -10,7 +11,7 @@ from .runners import RunnerToken
 from .types import UTCDateTime, iso8601, utcnow
 
 __all__ = [
-    "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "Group", "LfsLock",
+    "AccessLevel", "AuditEvent", "AuthFailure", "ContainerRepository", "DeployToken", "Group", "LfsLock",
     "LfsObject", "LfsObjectProject", "Membership",
     "PACKAGE_TYPES", "PAT_SCOPES", "Package", "PackageFile", "PackageTag",
     "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
