@@ -60,6 +60,7 @@ def test_a_partial_clone_skips_blobs_and_fetches_them_later_with_the_same_token(
     missing = git("rev-list", "--objects", "--missing=print", "--all", cwd=clone).stdout
     assert f"?{old_blob}" in missing.split()
     full_bytes, partial_bytes = _pack_bytes(tmp_path / "full"), _pack_bytes(clone)
+    print(f"full clone packs {full_bytes} B, partial clone packs {partial_bytes} B")
     assert full_bytes > 4 << 20
     assert partial_bytes < full_bytes - (1 << 20)
 

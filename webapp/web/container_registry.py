@@ -10,6 +10,13 @@ from .render import client_ip, is_htmx, principal, render
 bp = Blueprint("container_registry", __name__)
 
 
+@bp.app_context_processor
+def _helpers():
+    def can_read_registry(project) -> bool:
+        return bool(can(principal(), Action.READ_REGISTRY, project))
+    return {"can_read_registry": can_read_registry}
+
+
 def _project(full_path: str, action: Action):
     project = accounts.find_project(full_path)
     if project is None or not can(principal(), action, project):
