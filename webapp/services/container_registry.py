@@ -25,7 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from ..extensions import db
 from ..models import ContainerRepository, Project, User
 from . import audit, registry
-from .errors import DomainError, Invalid, NotFound
+from .errors import DomainError, NotFound
 from .policy import Principal
 
 # Who Gatehouse is when it talks to the registry itself (the token's `sub`).
@@ -155,6 +155,13 @@ def tag(repo: ContainerRepository, name: str) -> Tag:
     return Tag(name, digest, size, created, config.get("digest", ""))
 
 
+def _digest(repo: ContainerRepository, name: str) -> str:
+    """A tag's manifest digest, from a HEAD request (no body, no config blob)."""
+    response = _call("HEAD", f"/v2/{repo.name}/manifests/{name}", _repo_access(repo.name, "pull"),
+                     ok=(200, 404), headers={"Accept": MANIFEST_TYPES})
+    return response.headers.get("Docker-Content-Digest", "")
+
+
 def tags(repo: ContainerRepository) -> list[Tag]:
     return [tag(repo, name) for name in tag_names(repo)]
 
@@ -179,8 +186,8 @@ def delete_tag(project: Project, repo: ContainerRepository, name: str, *,
                actor: Optional[User], ip: Optional[str]) -> Tag:
     """Delete one tag; other tags, even on the same image, stay."""
     target = tag(repo, name)
-    siblings = [t for t in tag_names(repo) if t != name]
-    shared = any(tag(repo, t).digest == target.digest for t in siblings)
+    shared = any(_digest(repo, other) == target.digest
+                 for other in tag_names(repo) if other != name)
     access = _repo_access(repo.name, "pull", "push", "delete")
     digest = _repoint(repo, name, access) if shared else target.digest
     _call("DELETE", f"/v2/{repo.name}/manifests/{digest}", access, ok=(202,))
