@@ -62,6 +62,8 @@ def test_a_browser_visiting_the_clone_url_lands_on_the_project_page(app, make, c
         assert response.status_code == 302
         assert response.headers["Location"] == "/tanuki/open"
     assert client.get("/tanuki/nothing.git").status_code == 404
+    make.project("tanuki/hidden")  # private: no redirect tells a stranger it exists
+    assert client.get("/tanuki/hidden.git").status_code == 404
 
 
 def test_a_project_page_still_renders_beside_the_git_routes(app, make, client, auth):
