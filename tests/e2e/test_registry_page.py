@@ -9,6 +9,7 @@ import requests
 from ..conftest import AuthActions, csrf_from, gunicorn
 from ..support import free_port, require_binary
 from .containers import Skopeo, docker_registry, registry_config, write_image
+from .test_browser_deploy_tokens import browser, sign_in  # noqa: F401  (the fixture)
 
 
 def ok(result):
@@ -96,3 +97,40 @@ def test_two_tags_listed_one_deleted_by_a_maintainer_the_other_still_pulls(
     ok(skopeo.inspect(f"{name}:v1-copy", as_user=rw))
     assert [t["name"] for t in requests.get(f"{api}/{repo_id}/tags", headers=maintainer,
                                             timeout=30).json()] == ["v1-copy"]
+
+
+def test_a_maintainer_deletes_a_tag_in_the_browser_after_the_dialog(
+        app, make, stack, browser, tmp_path):
+    live, skopeo = stack
+    make.project("tanuki/web")
+    make.member("tanuki/web", make.user("maria"), "maintainer")
+    _, rw, rw_secret = make.token("tanuki/web", ["read_registry", "write_registry"])
+    ok(skopeo.login(rw, rw_secret))
+    for tag, text in (("v1", b"one\n"), ("v2", b"two\n")):
+        write_image(tmp_path / tag, tag, {"f.txt": text})
+        ok(skopeo.push(tmp_path / tag, tag, f"tanuki/web:{tag}", as_user=rw))
+
+    page = browser.new_page()
+    sign_in(page, live.url, "maria")
+    page.goto(f"{live.url}/tanuki/web")
+    page.get_by_role("link", name="Images and tags").click()
+    rows = page.locator("#container-registry-list tbody tr")
+    assert rows.count() == 2
+
+    dialogs = []
+
+    def answer(dialog, accept):
+        dialogs.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda d: answer(d, False))
+    rows.nth(0).get_by_role("button", name="Delete").click()
+    assert dialogs[0].startswith("Delete tag v1?")
+    assert rows.count() == 2  # cancelled: nothing sent
+
+    page.once("dialog", lambda d: answer(d, True))
+    rows.nth(0).get_by_role("button", name="Delete").click()
+    page.get_by_text("Deleted tag v1 of tanuki/web.").wait_for()
+    assert rows.count() == 1 and "v2" in rows.nth(0).inner_text()
+    assert "manifest unknown" in skopeo.inspect("tanuki/web:v1", as_user=rw).stderr.lower()
+    ok(skopeo.inspect("tanuki/web:v2", as_user=rw))
