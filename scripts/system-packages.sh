@@ -6,6 +6,7 @@ set -euo pipefail
 # command → Debian package
 declare -A NEEDED=(
   [git]=git
+  [git-lfs]=git-lfs
   [docker-registry]=docker-registry
   [skopeo]=skopeo
   [chromium]=chromium

@@ -77,6 +77,8 @@ def test_list_and_revoke(app, cli, make):
     (["members", "add", "nope", "alice", "developer"], "No group or project at 'nope'"),
     (["projects", "create", "nope/app"], "Group 'nope' does not exist"),
     (["projects", "create", "tanuki/app"], "has already been taken"),
+    (["projects", "create", "tanuki/App"], "'tanuki/app' differs only in case"),
+    (["groups", "create", "Tanuki"], "'tanuki' differs only in case"),
     (["projects", "create", "tanuki/bad path"], "can contain only letters"),
     (["groups", "create", "api"], "'api' is reserved"),
     (["groups", "create", "a/b"], "Parent group 'a' does not exist"),

@@ -32,19 +32,38 @@ def repo_dir(app, full_path) -> Path:
 
 @pytest.mark.parametrize("path, method, endpoint, full_path", [
     ("/tanuki/awesome_project.git/info/refs", "GET", "git_http.info_refs", "tanuki/awesome_project"),
+    # GitLab's forms without `.git`, and with a trailing slash (git adds the `/` itself).
+    ("/tanuki/awesome_project/info/refs", "GET", "git_http.info_refs", "tanuki/awesome_project"),
+    ("/tanuki/awesome_project/git-upload-pack", "POST", "git_http.upload_pack",
+     "tanuki/awesome_project"),
+    ("/tanuki/awesome_project.git/git-upload-pack", "POST", "git_http.upload_pack",
+     "tanuki/awesome_project"),
+    ("/tanuki/awesome_project/git-receive-pack", "POST", "git_http.receive_pack",
+     "tanuki/awesome_project"),
     ("/tanuki/a/b/c.git/git-upload-pack", "POST", "git_http.upload_pack", "tanuki/a/b/c"),
     ("/tanuki/awesome_project.git/git-receive-pack", "POST", "git_http.receive_pack",
      "tanuki/awesome_project"),
     # The catch-all project page keeps everything else, including paths that merely
     # look like git's: a project "refs" in a group "tanuki/info".
     ("/tanuki/awesome_project", "GET", "pages.project", "tanuki/awesome_project"),
-    ("/tanuki/info/refs", "GET", "pages.project", "tanuki/info/refs"),
     ("/tanuki/p/-/settings/repository", "GET", "settings.project_repository", "tanuki/p"),
 ])
 def test_git_urls_and_project_pages_route_apart(app, path, method, endpoint, full_path):
     rule, args = app.url_map.bind("gatehouse.test").match(path, method=method)
     assert rule == endpoint
-    assert args["full_path"] == full_path
+    routed = args["full_path"] if "full_path" in args else git_http.project_path(args["repo"])
+    assert routed == full_path
+
+
+def test_a_browser_visiting_the_clone_url_lands_on_the_project_page(app, make, client):
+    make.project("tanuki/open", visibility="public")
+    for url in ("/tanuki/open.git", "/tanuki/open.git/"):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response.headers["Location"] == "/tanuki/open"
+    assert client.get("/tanuki/nothing.git").status_code == 404
+    make.project("tanuki/hidden")  # private: no redirect tells a stranger it exists
+    assert client.get("/tanuki/hidden.git").status_code == 404
 
 
 def test_a_project_page_still_renders_beside_the_git_routes(app, make, client, auth):
@@ -294,7 +313,9 @@ def test_the_cgi_environment_carries_protocol_and_encoding_but_no_credentials(ap
     assert env["CONTENT_LENGTH"] == "4"
     assert env["REMOTE_USER"] == "alice"
     assert env["GIT_PROJECT_ROOT"] == str(repositories.root())
-    assert "GIT_CONFIG_COUNT" not in env  # receive-pack stays off for fetches
+    settings = {env[k]: env[k.replace("KEY", "VALUE")] for k in env if k.startswith("GIT_CONFIG_KEY_")}
+    assert "http.receivepack" not in settings  # receive-pack stays off for fetches
+    assert settings["uploadpack.allowFilter"] == "true"  # partial clone
     assert not [k for k in env if "AUTHORIZATION" in k or "COOKIE" in k]
     assert not [v for v in env.values() if "s3cret" in v or "abc" in v]
 

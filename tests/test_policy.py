@@ -39,6 +39,8 @@ USER_TABLE = [
     (A.READ_PACKAGE, "reporter"),
     (A.WRITE_PACKAGE, "developer"),
     (A.MANAGE_DEPLOY_TOKENS, "maintainer"),
+    (A.DELETE_REGISTRY, "maintainer"),
+    (A.FORCE_UNLOCK_LFS, "maintainer"),
 ]
 ROLES = ["guest", "reporter", "developer", "maintainer", "owner"]
 
@@ -107,7 +109,8 @@ def test_public_project_reads_are_open_to_anyone(world, action):
 
 
 @pytest.mark.parametrize("action", [A.PUSH_REPOSITORY, A.WRITE_REGISTRY, A.WRITE_PACKAGE,
-                                    A.MANAGE_DEPLOY_TOKENS])
+                                    A.MANAGE_DEPLOY_TOKENS, A.DELETE_REGISTRY,
+                                    A.FORCE_UNLOCK_LFS])
 def test_public_project_writes_need_a_member(world, make, action):
     assert can(ANONYMOUS, action, world["tanuki/website"]).status == 401
     assert can(user_with(make, None), action, world["tanuki/website"]).status == 403
@@ -126,6 +129,8 @@ TOKEN_TABLE = [
     (A.READ_PACKAGE, {"read_package_registry", "write_package_registry"}),
     (A.WRITE_PACKAGE, {"write_package_registry"}),
     (A.MANAGE_DEPLOY_TOKENS, set()),
+    (A.DELETE_REGISTRY, set()),
+    (A.FORCE_UNLOCK_LFS, set()),
     (A.READ_CI_VARIABLES, set()),
 ]
 ALL_SCOPES = ["read_repository", "read_registry", "write_registry", "read_package_registry",

@@ -212,7 +212,7 @@ def test_upper_case_project_paths_match_lower_case_names(app, client, make):
 
 
 MALFORMED = [
-    "registry:catalog:*",                        # another type
+    "registry:catalog:pull",                     # another type (only catalog:* exists)
     "repository::pull",                          # empty name
     "repository:tanuki/awesome_project",         # no actions
     "repository:tanuki/awesome_project:",        # empty actions
@@ -464,3 +464,28 @@ def test_anonymous_login_check_is_not_a_failure(app, client, project, small_ban)
     for _ in range(5):
         assert ask(client).status_code == 401
     assert ask(client, f"repository:{project}:pull").status_code == 200
+
+
+def test_only_admins_get_the_catalog(app, client, make):
+    make.project("tanuki/awesome_project")
+    make.user("root", admin=True)
+    make.member("tanuki", make.user("owner"), "owner")
+    _, user, secret = make.token("tanuki", ["read_registry", "write_registry"])
+    granted = claims(app, ask(client, "registry:catalog:*", creds=("root", PASSWORD)))["access"]
+    assert granted == [{"type": "registry", "name": "catalog", "actions": ["*"]}]
+    for creds in (("owner", PASSWORD), (user, secret)):
+        assert claims(app, ask(client, "registry:catalog:*", creds=creds))["access"] == []
+
+
+def test_each_decision_is_one_log_line_without_secrets(app, client, make, caplog):
+    make.project("tanuki/awesome_project")
+    _, user, secret = make.token("tanuki/awesome_project", ["read_registry"])
+    with caplog.at_level("INFO", logger=app.logger.name):
+        ask(client, "repository:tanuki/awesome_project:pull,push", creds=(user, secret))
+        ask(client, creds=(user, secret))
+    lines = [r.getMessage() for r in caplog.records if "registry token" in r.getMessage()]
+    assert lines == [
+        f"registry token for deploy_token:{user} asked=[repository:tanuki/awesome_project:"
+        "pull,push] granted=[repository:tanuki/awesome_project:pull]",
+        f"registry token for deploy_token:{user} asked=[login] granted=[]"]
+    assert secret not in caplog.text

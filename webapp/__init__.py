@@ -58,4 +58,6 @@ def register_cli(app):
 
 def register_logging(app):
     from .logs import install_scrubber
+    # Decisions worth diagnosing (each /jwt/auth answer, refused runners) log at INFO.
+    app.logger.setLevel(app.config["LOG_LEVEL"])
     install_scrubber(app)

@@ -17,6 +17,9 @@ DEFAULTS = {
     "PASSWORD_HASH_METHOD": "scrypt",
     # Container registry token service (/jwt/auth); REGISTRY_KEY/CERT default to keys/ in DATA_DIR.
     "REGISTRY_URL": "127.0.0.1:5050",
+    # Where Gatehouse itself reaches the registry's API (the project's registry page, tag
+    # deletion); None means http://REGISTRY_URL.
+    "REGISTRY_API_URL": None,
     "REGISTRY_SERVICE": "container_registry",
     "REGISTRY_ISSUER": "gatehouse-issuer",
     "REGISTRY_TOKEN_LIFETIME": 300,
@@ -36,6 +39,11 @@ DEFAULTS = {
     "REDIS_TIMEOUT": 0.5,
     # Largest package file accepted, in bytes (checked while the upload streams).
     "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
+    # Git LFS: the largest object accepted (bytes), and how long the transfer
+    # authorization handed out in a batch answer stays valid (seconds).
+    "MAX_LFS_OBJECT_SIZE": 5 * 1024 ** 3,
+    "LFS_TRANSFER_LIFETIME": 900,
+    "LOG_LEVEL": "INFO",
 }
 
 

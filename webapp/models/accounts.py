@@ -58,7 +58,11 @@ class User(UserMixin, db.Model):
 
 class Group(db.Model):
     __tablename__ = "groups"
-    __table_args__ = (sa.UniqueConstraint("parent_id", "path", name="uq_groups_parent_path"),)
+    __table_args__ = (
+        sa.UniqueConstraint("parent_id", "path", name="uq_groups_parent_path"),
+        # One path per place, ignoring case (registry names are lower case).
+        sa.Index("uq_groups_full_path_lower", sa.func.lower(sa.text("full_path")), unique=True),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(255))
@@ -89,7 +93,10 @@ class Group(db.Model):
 
 class Project(db.Model):
     __tablename__ = "projects"
-    __table_args__ = (sa.UniqueConstraint("group_id", "path", name="uq_projects_group_path"),)
+    __table_args__ = (
+        sa.UniqueConstraint("group_id", "path", name="uq_projects_group_path"),
+        sa.Index("uq_projects_full_path_lower", sa.func.lower(sa.text("full_path")), unique=True),
+    )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     name: so.Mapped[str] = so.mapped_column(sa.String(255))

@@ -18,14 +18,14 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from ..extensions import db
 from ..models import DeployToken, Group, Project, User, iso8601 as iso, utcnow
-from ..services import accounts, deploy_tokens
+from ..services import accounts, container_registry, deploy_tokens
 from ..services.credentials import PERSONAL_ACCESS_TOKEN, Door
 from ..services.deploy_tokens import DEPLOY_TOKENS
 from ..services.errors import Banned, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 from ..services.policy import INSTANCE, Action, Principal, authorize, visible
 from .auth import authenticate
 from .packages.common import raw_segment
-from .pagination import paginate
+from .pagination import headers_for, page_params, paginate
 
 bp = Blueprint("api_v4", __name__, url_prefix="/api/v4")
 DOOR = Door("api", bare_tokens=frozenset({PERSONAL_ACCESS_TOKEN}))
@@ -50,6 +50,11 @@ def _api_error(error: ApiError):
 
 class UnknownRoute(NotFound):
     """No route of ours serves this URL."""
+
+
+@bp.errorhandler(container_registry.Unavailable)
+def _registry_unavailable(error):
+    return jsonify(message=str(error)), 503
 
 
 @bp.errorhandler(DomainError)
@@ -375,3 +380,87 @@ for _kind in OWNERS:
                     methods=["GET"], defaults={"kind": _kind})
     bp.add_url_rule(f"{_tokens}/<int:token_id>", f"{_kind}_delete_deploy_token", delete_token,
                     methods=["DELETE"], defaults={"kind": _kind})
+
+
+# ---------------------------------------------------------------- container registry
+
+def _registry_project(ref: str, action: Action):
+    """The project whose registry the caller may read (or delete from)."""
+    principal = signed_in() if action == Action.DELETE_REGISTRY else caller()
+    project = _owner("projects", ref, principal)
+    try:
+        return principal, authorize(principal, action, project)
+    except NotFound:
+        raise _not_found("Project")
+
+
+def _flag(name: str) -> bool:
+    return (request.args.get(name) or "").strip().lower() in ("true", "1", "yes", "t")
+
+
+def repository_json(repo, tag_names: Optional[list[str]] = None) -> dict:
+    body = {"id": repo.id, "name": repo.image_name, "path": repo.name,
+            "project_id": repo.project_id, "location": container_registry.location(repo.name),
+            "created_at": iso(repo.created_at), "cleanup_policy_started_at": None,
+            "status": None}
+    if tag_names is not None:
+        if _flag("tags"):
+            body["tags"] = [tag_json(repo, name) for name in tag_names]
+        if _flag("tags_count"):
+            body["tags_count"] = len(tag_names)
+    return body
+
+
+def tag_json(repo, name: str) -> dict:
+    return {"name": name, "path": f"{repo.name}:{name}",
+            "location": container_registry.location(f"{repo.name}:{name}")}
+
+
+def tag_details_json(repo, tag) -> dict:
+    revision = tag.config_digest.split(":", 1)[-1]
+    return {**tag_json(repo, tag.name), "revision": revision, "short_revision": revision[:9],
+            "digest": tag.digest, "created_at": iso(tag.created_at), "total_size": tag.size}
+
+
+def _paged_list(items: list) -> tuple[list, dict]:
+    page, per_page = page_params()
+    pages = max(1, -(-len(items) // per_page))
+    return (items[(page - 1) * per_page: page * per_page],
+            headers_for(page, per_page, len(items), pages, request.path))
+
+
+@bp.get("/projects/<path:ref>/registry/repositories")
+def registry_repositories(ref: str):
+    _, project = _registry_project(ref, Action.READ_REGISTRY)
+    repos, headers = _paged_list(container_registry.repositories(project))
+    wants_tags = _flag("tags") or _flag("tags_count")
+    response = jsonify([repository_json(
+        r, container_registry.tag_names(r) if wants_tags else None) for r in repos])
+    response.headers.update(headers)
+    return response
+
+
+@bp.get("/projects/<path:ref>/registry/repositories/<int:repository_id>/tags")
+def registry_tags(ref: str, repository_id: int):
+    _, project = _registry_project(ref, Action.READ_REGISTRY)
+    repo = container_registry.repository(project, repository_id)
+    names, headers = _paged_list(container_registry.tag_names(repo))
+    response = jsonify([tag_json(repo, name) for name in names])
+    response.headers.update(headers)
+    return response
+
+
+@bp.get("/projects/<path:ref>/registry/repositories/<int:repository_id>/tags/<tag_name>")
+def registry_tag(ref: str, repository_id: int, tag_name: str):
+    _, project = _registry_project(ref, Action.READ_REGISTRY)
+    repo = container_registry.repository(project, repository_id)
+    return jsonify(tag_details_json(repo, container_registry.tag(repo, tag_name)))
+
+
+@bp.delete("/projects/<path:ref>/registry/repositories/<int:repository_id>/tags/<tag_name>")
+def registry_delete_tag(ref: str, repository_id: int, tag_name: str):
+    principal, project = _registry_project(ref, Action.DELETE_REGISTRY)
+    repo = container_registry.repository(project, repository_id)
+    container_registry.delete_tag(project, repo, tag_name, actor=_actor(principal),
+                                  ip=request.remote_addr)
+    return "", 200

@@ -1,5 +1,8 @@
 """Git smart HTTP: `/<project>.git/info/refs`, `/git-upload-pack`, `/git-receive-pack`.
 
+As on GitLab, the `.git` suffix is optional: `/<project>/info/refs` serves the same
+repository (git itself adds the `/` before `info/refs`, so a trailing slash works too).
+
 Every request authenticates itself with HTTP basic auth (a deploy token with its own
 username, or a user's password), is checked by the one access policy, and is then
 served by the real `git http-backend`, run as a CGI child that streams both ways.
@@ -37,25 +40,44 @@ NOT_FOUND = ("The project you were looking for could not be found or you don't h
 CHUNK = 1 << 20
 # Request headers never handed to git: credentials stay in this process.
 PRIVATE_HEADERS = {"AUTHORIZATION", "PROXY_AUTHORIZATION", "COOKIE"}
+# Partial clone (`--filter=blob:none`, `blob:limit=`, `tree:0`): git advertises `filter`
+# only with allowFilter, and the later lazy fetch of missing blobs asks for them by id,
+# which upload-pack refuses unless any object may be wanted. Access to the repository
+# was decided before git runs, so naming an object grants nothing more.
+UPLOAD_PACK_SETTINGS = {"uploadpack.allowFilter": "true",
+                        "uploadpack.allowAnySHA1InWant": "true"}
 
 
-@bp.route("/<path:full_path>.git/info/refs", methods=["GET"])
-def info_refs(full_path: str):
+# One route per endpoint; `repo` is the project's full path with or without `.git`
+# (project paths never end in `.git`, so stripping it is unambiguous).
+@bp.route("/<path:repo>/info/refs", methods=["GET"])
+def info_refs(repo: str):
     service = request.args.get("service", "")
+    if not service and not repo.endswith(".git"):
+        # git always names the service; without `.git` and a service this is the page of
+        # a project that happens to be called `refs` in a group `…/info`.
+        from ..web.pages import project
+        return project(f"{repo}/info/refs")
     if service not in SERVICES:
         # The dumb protocol would serve files without the smart protocol's checks.
         return _text("Only the smart HTTP protocol is supported: use git 1.6.6 or later.", 403)
-    return _serve(full_path, service, "info/refs")
+    return _serve(project_path(repo), service, "info/refs")
 
 
-@bp.route(f"/<path:full_path>.git/{UPLOAD_PACK}", methods=["POST"])
-def upload_pack(full_path: str):
-    return _serve(full_path, UPLOAD_PACK, UPLOAD_PACK)
+@bp.route(f"/<path:repo>/{UPLOAD_PACK}", methods=["POST"])
+def upload_pack(repo: str):
+    return _serve(project_path(repo), UPLOAD_PACK, UPLOAD_PACK)
 
 
-@bp.route(f"/<path:full_path>.git/{RECEIVE_PACK}", methods=["POST"])
-def receive_pack(full_path: str):
-    return _serve(full_path, RECEIVE_PACK, RECEIVE_PACK)
+@bp.route(f"/<path:repo>/{RECEIVE_PACK}", methods=["POST"])
+def receive_pack(repo: str):
+    return _serve(project_path(repo), RECEIVE_PACK, RECEIVE_PACK)
+
+
+def project_path(repo: str) -> str:
+    """The project's full path from a repository URL path (`.git` and slashes optional)."""
+    repo = repo.strip("/")
+    return repo[:-4] if repo.endswith(".git") else repo
 
 
 def _serve(full_path: str, service: str, rest: str) -> Response:
@@ -111,10 +133,11 @@ def _cgi_environment(path_info: str, principal: Principal, ip: str, *, push: boo
     for key, value in request.environ.items():
         if key.startswith("HTTP_") and key[5:] not in PRIVATE_HEADERS:
             env[key] = value  # Content-Encoding among them: git gzips large requests
+    settings = dict(UPLOAD_PACK_SETTINGS)
     if push:
         # Access was decided above; receive-pack is off by default for anonymous CGI.
-        env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.receivepack",
-                    "GIT_CONFIG_VALUE_0": "true"})
+        settings["http.receivepack"] = "true"
+    env.update(repositories.config_environment(settings))
     return env
 
 

@@ -60,18 +60,19 @@ def auth():
         # any registry right have no business with the registry.
         authorize(principal, Action.REGISTRY_LOGIN, INSTANCE)
 
-    access = []
-    for raw in raw_scopes:
-        scope = registry.parse_scope(raw)
-        if scope is None:
-            continue  # malformed, or a type we do not serve (registry:catalog:*): nothing
-        actions = registry.granted(principal, scope)
-        if actions:
-            access.append({"type": "repository", "name": scope.name, "actions": actions})
-
+    access = registry.access_for(principal, raw_scopes)
+    _log_decision(principal, raw_scopes, access)
     response = jsonify(registry.issue(principal, access))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _log_decision(principal, raw_scopes: list[str], access: list[dict]) -> None:
+    """One line per token: who, what was asked, what was granted (never a secret)."""
+    account = "anonymous" if principal.is_anonymous else f"{principal.kind}:{principal.name}"
+    granted = " ".join(f"{a['type']}:{a['name']}:{','.join(a['actions'])}" for a in access)
+    current_app.logger.info("registry token for %s asked=[%s] granted=[%s]", account,
+                            " ".join(raw_scopes) or "login", granted)
 
 
 @bp.cli.command("config")

@@ -63,11 +63,13 @@ def create_group(full_path: str, *, name: Optional[str] = None) -> Group:
         parent = find_group(parent_path)
         if parent is None:
             errors.setdefault("path", []).append(f"Parent group '{parent_path}' does not exist")
-    if not errors and _path_taken(full_path.strip("/")):
-        errors["path"] = [f"'{full_path}' has already been taken"]
+    if not errors:
+        _check_free(full_path.strip("/"), errors)
     if errors:
         raise Invalid(errors)
-    group = Group(name=name or path, path=path, full_path=full_path.strip("/"), parent=parent)
+    # The parent's own spelling: it was found ignoring case.
+    group = Group(name=name or path, path=path, parent=parent,
+                  full_path=f"{parent.full_path}/{path}" if parent else path)
     db.session.add(group)
     db.session.commit()
     return group
@@ -86,11 +88,11 @@ def create_project(full_path: str, *, name: Optional[str] = None,
             else "A project lives in a group: give GROUP/PROJECT")
     if visibility not in {v.value for v in Visibility}:
         errors["visibility"] = ["Visibility must be private, internal or public"]
-    if not errors and _path_taken(full_path.strip("/")):
-        errors["path"] = [f"'{full_path}' has already been taken"]
+    if not errors:
+        _check_free(full_path.strip("/"), errors)
     if errors:
         raise Invalid(errors)
-    project = Project(name=name or path, path=path, full_path=full_path.strip("/"),
+    project = Project(name=name or path, path=path, full_path=f"{group.full_path}/{path}",
                       group=group, visibility=visibility)
     # The repository is made under a temporary name first and renamed into place only
     # once the row is flushed; any failure removes it again, so no orphan is left.
@@ -107,8 +109,16 @@ def create_project(full_path: str, *, name: Optional[str] = None,
     return project
 
 
-def _path_taken(full_path: str) -> bool:
-    return find_group(full_path) is not None or find_project(full_path) is not None
+def _check_free(full_path: str, errors: dict) -> None:
+    """A path is taken when a group or project has it, ignoring case (as GitLab does)."""
+    taken = find_target(full_path)
+    if taken is None:
+        return
+    if taken.full_path == full_path:
+        errors["path"] = [f"'{full_path}' has already been taken"]
+    else:
+        errors["path"] = [f"'{full_path}' has already been taken: '{taken.full_path}' differs "
+                          "only in case, and paths are unique ignoring case"]
 
 
 def add_member(full_path: str, username: str, role: str) -> Membership:
@@ -149,11 +159,15 @@ def find_user(username: str) -> Optional[User]:
 
 
 def find_group(full_path: str) -> Optional[Group]:
-    return db.session.scalar(sa.select(Group).where(Group.full_path == full_path.strip("/")))
+    """The group at a full path, matched ignoring case (paths are unique that way)."""
+    return db.session.scalar(sa.select(Group).where(
+        sa.func.lower(Group.full_path) == full_path.strip("/").lower()))
 
 
 def find_project(full_path: str) -> Optional[Project]:
-    return db.session.scalar(sa.select(Project).where(Project.full_path == full_path.strip("/")))
+    """The project at a full path, matched ignoring case (paths are unique that way)."""
+    return db.session.scalar(sa.select(Project).where(
+        sa.func.lower(Project.full_path) == full_path.strip("/").lower()))
 
 
 def find_target(full_path: str) -> Union[Project, Group, None]:

@@ -3,7 +3,8 @@
 Layout under DATA_DIR/packages: `tmp/` holds uploads in flight, `sha256/ab/cd/<hex>`
 holds finished files. A file reaches its content address before any row points at it,
 so a crash can leave an unreferenced file (removed by `packages gc`), never a row
-without its file.
+without its file. Git LFS objects live in the same store (an LFS oid is the SHA-256 of
+the content), so one copy serves every package and project that holds the same bytes.
 """
 import errno
 import hashlib
@@ -21,7 +22,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from ..extensions import db
-from ..models import PackageFile
+from ..models import LfsObject, PackageFile
 from .errors import InsufficientStorage
 
 CHUNK = 1024 * 1024
@@ -194,16 +195,16 @@ def disk_space_checked():
         raise
 
 
-def receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = ()
-            ) -> Upload:
+def receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = (),
+            limit: Optional[int] = None) -> Upload:
     """Stream a request body into a finished Upload; discard it on any failure."""
     with disk_space_checked():
-        return _receive(stream, length=length, algorithms=algorithms)
+        return _receive(stream, length=length, algorithms=algorithms, limit=limit)
 
 
-def _receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = ()
-             ) -> Upload:
-    upload = Upload.start(algorithms)
+def _receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[str] = (),
+             limit: Optional[int] = None) -> Upload:
+    upload = Upload.start(algorithms, limit)
     try:
         if length is not None and length > upload.limit:
             raise TooLarge(f"File is too large (maximum is {upload.limit} bytes)")
@@ -235,8 +236,10 @@ def receive_bytes(data: bytes, algorithms: Iterable[str] = ()) -> Upload:
 
 
 def referenced(sha256: str) -> bool:
-    return db.session.scalar(
-        sa.select(PackageFile.id).where(PackageFile.file_sha256 == sha256).limit(1)) is not None
+    """Whether a package file or an LFS object points at this content."""
+    return any(db.session.scalar(sa.select(column).where(match).limit(1)) is not None
+               for column, match in ((PackageFile.id, PackageFile.file_sha256 == sha256),
+                                     (LfsObject.id, LfsObject.oid == sha256)))
 
 
 def _fsync_dir(path: Path) -> None:

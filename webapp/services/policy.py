@@ -17,9 +17,11 @@ class Action(str, enum.Enum):
     PUSH_REPOSITORY = "push_repository"
     READ_REGISTRY = "read_registry"
     WRITE_REGISTRY = "write_registry"
+    DELETE_REGISTRY = "delete_registry"
     READ_PACKAGE = "read_package"
     WRITE_PACKAGE = "write_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
+    FORCE_UNLOCK_LFS = "force_unlock_lfs"
     READ_CI_VARIABLES = "read_ci_variables"
     # Instance-wide actions: their target is INSTANCE.
     REGISTRY_LOGIN = "registry_login"
@@ -34,6 +36,10 @@ class PrincipalKind(str, enum.Enum):
     DEPLOY_TOKEN = "deploy_token"
     PERSONAL_ACCESS_TOKEN = "personal_access_token"
     RUNNER = "runner_token"
+    SERVICE = "service"  # Gatehouse itself, signing its own registry tokens
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class Instance:
@@ -80,7 +86,11 @@ RULES: dict[Action, Rule] = {
                               READ_API, AccessLevel.REPORTER, public_read=True),
     Action.WRITE_PACKAGE: Rule(frozenset({"write_package_registry"}), WRITE_API,
                                AccessLevel.DEVELOPER),
+    # Deleting image tags (the registry page and API); no deploy token scope allows it.
+    Action.DELETE_REGISTRY: Rule(frozenset(), WRITE_API, AccessLevel.MAINTAINER),
     Action.MANAGE_DEPLOY_TOKENS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
+    # Removing someone else's Git LFS lock (`git lfs unlock --force`).
+    Action.FORCE_UNLOCK_LFS: Rule(frozenset(), WRITE_API, AccessLevel.MAINTAINER),
     Action.READ_CI_VARIABLES: Rule(runner=True),
     # `docker login` names no repository: the credentials must carry a registry right.
     Action.REGISTRY_LOGIN: Rule(frozenset({"read_registry", "write_registry"}),
@@ -238,9 +248,11 @@ def _verb(action: Action) -> str:
         Action.PUSH_REPOSITORY: "push code to this project",
         Action.READ_REGISTRY: "pull from this container registry",
         Action.WRITE_REGISTRY: "push to this container registry",
+        Action.DELETE_REGISTRY: "delete images from this container registry",
         Action.READ_PACKAGE: "read this package registry",
         Action.WRITE_PACKAGE: "write to this package registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
+        Action.FORCE_UNLOCK_LFS: "remove other people's locks",
         Action.READ_CI_VARIABLES: "read CI variables",
         Action.REGISTRY_LOGIN: "log in to the container registry",
         Action.API_READ: "use the API",

@@ -33,7 +33,6 @@ from .policy import Action, Principal, can
 # Registry actions we know and the policy action each needs. Anything else (`delete`,
 # `*`, typos) is never granted: GitLab keeps those for admins, we for nobody.
 ACTIONS = {"pull": Action.READ_REGISTRY, "push": Action.WRITE_REGISTRY}
-REGISTRY_SCOPES = frozenset({"read_registry", "write_registry"})
 KEY_BITS = 3072
 MAX_NAME_LENGTH = 255  # the registry's own limit on repository names
 KEY_FILE, CERT_FILE = "registry.key", "registry.crt"
@@ -88,6 +87,30 @@ def granted(principal: Principal, scope: Scope) -> list[str]:
         return []
     return [a for a in scope.actions
             if a in ACTIONS and can(principal, ACTIONS[a], project).allowed]
+
+
+CATALOG_SCOPE = "registry:catalog:*"
+
+
+def access_for(principal: Principal, raw_scopes: list[str]) -> list[dict]:
+    """The `access` claim: per requested scope, what the policy allows (empty ones left out).
+
+    `registry:catalog:*` (docker search, listing every repository) is for admins only,
+    as on GitLab; malformed scopes and other types get nothing.
+    """
+    access = []
+    for raw in raw_scopes:
+        if raw == CATALOG_SCOPE:
+            if principal.is_admin:
+                access.append({"type": "registry", "name": "catalog", "actions": ["*"]})
+            continue
+        scope = parse_scope(raw)
+        if scope is None:
+            continue
+        actions = granted(principal, scope)
+        if actions:
+            access.append({"type": "repository", "name": scope.name, "actions": actions})
+    return access
 
 
 def issue(principal: Principal, access: list[dict], *,

@@ -28,6 +28,14 @@ def git_environment() -> dict:
             "GIT_CONFIG_GLOBAL": os.devnull, "LANG": "C"}
 
 
+def config_environment(settings: dict[str, str]) -> dict[str, str]:
+    """git configuration for a child process, as GIT_CONFIG_COUNT/KEY_n/VALUE_n variables."""
+    env = {"GIT_CONFIG_COUNT": str(len(settings))}
+    for n, (key, value) in enumerate(settings.items()):
+        env[f"GIT_CONFIG_KEY_{n}"], env[f"GIT_CONFIG_VALUE_{n}"] = key, value
+    return env
+
+
 class Staged:
     """A bare repository initialised under a temporary name beside its final place.
 

@@ -39,6 +39,11 @@ def project(full_path: str):
     me = principal()
     target = accounts.find_project(full_path)
     if target is None:
+        repo = full_path.strip("/")
+        cloned = accounts.find_project(repo[:-4]) if repo.endswith(".git") else None
+        if cloned is not None and can(me, Action.READ_PROJECT, cloned):
+            # A clone URL pasted into a browser: show the project, as GitLab does.
+            return redirect(url_for("pages.project", full_path=cloned.full_path))
         if accounts.find_group(full_path) is not None:
             return redirect(url_for("pages.group", full_path=full_path))
         abort(404)
