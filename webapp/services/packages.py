@@ -1,5 +1,6 @@
 """Package registry use cases: add files to package versions, find them, npm dist-tags."""
 import re
+from datetime import datetime
 from typing import Any, Iterable, Optional
 
 import sqlalchemy as sa
@@ -7,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Package, PackageFile, PackageTag, Project, utcnow
+from . import package_storage
 from .errors import Forbidden, Invalid, NotFound
 from .package_storage import Upload
 
@@ -19,6 +21,17 @@ PYPI_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!-]{0,254}$")
 NPM_NAME_RE = re.compile(r"^(@[a-z0-9][a-z0-9._~-]*/)?[a-z0-9][a-z0-9._~-]*$")
 NPM_VERSION_RE = re.compile(r"^[0-9A-Za-z.+-]{1,255}$")
 NPM_TAG_RE = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,254}$")
+
+
+def end_reads() -> None:
+    """End the read transaction and give its pooled connection back.
+
+    Called once a door has decided, before an upload body is read or a file streams:
+    a slow client must not hold a connection (or, on PostgreSQL, an idle transaction
+    that `idle_in_transaction_session_timeout` kills). Rows already loaded stay
+    readable (detached); the write at the end runs in a fresh, short transaction.
+    """
+    db.session.close()
 
 
 def normalize_pypi_name(name: str) -> str:
@@ -103,15 +116,98 @@ def _add_file(project, package_type, name, version, upload, *, file_name, unique
 def latest_file(project: Project, package_type: str, name: str, version: str,
                 file_name: str) -> PackageFile:
     """The newest file of that name in the version (re-uploads keep the old ones)."""
-    row = db.session.scalar(
-        sa.select(PackageFile).join(Package)
-        .where(Package.project_id == project.id, Package.package_type == package_type,
-               Package.name == name, Package.version == version,
-               PackageFile.file_name == file_name)
-        .order_by(PackageFile.id.desc()).limit(1))
+    row = newest_file([project], package_type, name, version, file_name)
     if row is None:
         raise NotFound("404 Package Not Found")
     return row
+
+
+def newest_file(projects: Iterable[Project], package_type: str, name: str, version: str,
+                file_name: str) -> Optional[PackageFile]:
+    """The newest file of that name in that version across the projects, if any."""
+    ids = [p.id for p in projects]
+    if not ids:
+        return None
+    return db.session.scalar(
+        sa.select(PackageFile).join(Package)
+        .where(Package.project_id.in_(ids), Package.package_type == package_type,
+               Package.name == name, Package.version == version,
+               PackageFile.file_name == file_name)
+        .order_by(PackageFile.id.desc()).limit(1))
+
+
+def versions_of(projects: Iterable[Project], package_type: str, name: str) -> list[Package]:
+    """Every version of the named package across the projects, oldest first."""
+    ids = [p.id for p in projects]
+    if not ids:
+        return []
+    return list(db.session.scalars(
+        sa.select(Package).where(Package.project_id.in_(ids),
+                                 Package.package_type == package_type, Package.name == name)
+        .order_by(Package.created_at, Package.id)))
+
+
+def file_names(projects: Iterable[Project], package_type: str, name: str, version: str
+               ) -> list[tuple[str, datetime]]:
+    """(file name, created) of every file in that version across the projects."""
+    ids = [p.id for p in projects]
+    if not ids:
+        return []
+    return list(db.session.execute(
+        sa.select(PackageFile.file_name, PackageFile.created_at).join(Package)
+        .where(Package.project_id.in_(ids), Package.package_type == package_type,
+               Package.name == name, Package.version == version)
+        .order_by(PackageFile.id)).tuples())
+
+
+def has_file(project: Project, package_type: str, name: str, version: str,
+             file_name: str) -> bool:
+    return newest_file([project], package_type, name, version, file_name) is not None
+
+
+# Deleting: rows go in one transaction, then the files no remaining row points to.
+
+def delete_packages(rows: Iterable[Package]) -> int:
+    """Delete package versions with their files and tags; remove unreferenced files."""
+    rows = list(rows)
+    digests = {f.file_sha256 for p in rows for f in p.files}
+    ids = [p.id for p in rows]
+    if not ids:
+        return 0
+    db.session.execute(sa.delete(PackageTag).where(PackageTag.package_id.in_(ids)))
+    db.session.execute(sa.delete(PackageFile).where(PackageFile.package_id.in_(ids)))
+    db.session.execute(sa.delete(Package).where(Package.id.in_(ids)))
+    db.session.commit()
+    for digest in digests:
+        if not package_storage.referenced(digest):
+            package_storage.content_path(digest).unlink(missing_ok=True)
+    return len(ids)
+
+
+def delete_version(project: Project, package_type: str, name: str, version: str) -> None:
+    """Delete one version (npm unpublish name@version, the page's delete button)."""
+    package = find(project, package_type, name, version)
+    if package is None:
+        raise NotFound("404 Package Not Found")
+    delete_packages([package])
+
+
+def delete_package(project: Project, package_type: str, name: str) -> int:
+    """Delete every version of a package (npm unpublish of the whole package)."""
+    rows = list(db.session.scalars(_package_query(project, package_type, name)))
+    if not rows:
+        raise NotFound("404 Package Not Found")
+    return delete_packages(rows)
+
+
+def delete_by_id(project: Project, package_id: int) -> str:
+    """Delete one package version of the project by its id; return its label."""
+    package = db.session.get(Package, package_id)
+    if package is None or package.project_id != project.id:
+        raise NotFound("404 Package Not Found")
+    label = f"{package.name} {package.version}"
+    delete_packages([package])
+    return label
 
 
 def file_by_digest(project: Project, package_type: str, sha256: str, file_name: str

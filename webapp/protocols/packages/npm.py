@@ -19,7 +19,9 @@ from ...models import Package
 from ...services import package_storage, packages
 from ...services.errors import Forbidden, Invalid, NotFound
 from ...services.policy import Action
-from .common import bp, error, external_url, project_for, raw_segment, send_package_file
+from .common import PackageFormat, bp, error, external_url, project_for, raw_segment, send_package_file
+
+FORMAT = PackageFormat("npm")  # every kind; errors as GitLab JSON
 
 NAME = r"(?P<name>(?:@[^/]+/)?[^/@][^/]*)"
 ROUTES = [
@@ -62,7 +64,7 @@ def npm(ref, rest):
     if entry is None:
         error(405, f"{request.method} is not supported here")
     action, handler = entry
-    project, _ = project_for(action, ref)
+    project, _ = project_for(action, ref, FORMAT)
     args = match.groupdict()
     if not packages.NPM_NAME_RE.match(args["name"]):
         error(400, f"'{args['name']}' is not a valid npm package name")

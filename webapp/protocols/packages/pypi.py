@@ -12,7 +12,9 @@ from ...models import PackageFile
 from ...services import package_storage, packages
 from ...services.errors import Invalid, NotFound
 from ...services.policy import Action
-from .common import bp, error, external_url, group_for, project_for, send_package_file
+from .common import PackageFormat, bp, error, external_url, group_for, project_for, send_package_file
+
+FORMAT = PackageFormat("pypi")  # every kind; errors as GitLab JSON
 
 PROJECT = "/api/v4/projects/<path:ref>/packages/pypi"
 GROUP = "/api/v4/groups/<path:ref>/-/packages/pypi"
@@ -30,7 +32,7 @@ FEED = 256 * 1024
 
 @bp.route(PROJECT, methods=["POST"])
 def pypi_upload(ref):
-    project, _ = project_for(Action.WRITE_PACKAGE, ref)
+    project, _ = project_for(Action.WRITE_PACKAGE, ref, FORMAT)
     fields, upload, file_name = _receive_form()
     try:
         name, version, requires_python = _check_upload(fields, upload, file_name)
@@ -145,31 +147,31 @@ def _receive_form():
 
 @bp.route(PROJECT + "/simple/")
 def pypi_project_index(ref):
-    project, _ = project_for(Action.READ_PACKAGE, ref)
+    project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
     return _index(packages.pypi_names([project]))
 
 
 @bp.route(PROJECT + "/simple/<name>/")
 def pypi_project_links(ref, name):
-    project, _ = project_for(Action.READ_PACKAGE, ref)
+    project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
     return _links(name, packages.pypi_files([project], packages.normalize_pypi_name(name)))
 
 
 @bp.route(GROUP + "/simple/")
 def pypi_group_index(ref):
-    _, _, projects = group_for(ref)
+    _, _, projects = group_for(ref, FORMAT)
     return _index(packages.pypi_names(projects))
 
 
 @bp.route(GROUP + "/simple/<name>/")
 def pypi_group_links(ref, name):
-    _, _, projects = group_for(ref)
+    _, _, projects = group_for(ref, FORMAT)
     return _links(name, packages.pypi_files(projects, packages.normalize_pypi_name(name)))
 
 
 @bp.route(PROJECT + "/files/<sha256>/<file_name>")
 def pypi_download(ref, sha256, file_name):
-    project, _ = project_for(Action.READ_PACKAGE, ref)
+    project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
     try:
         row = packages.file_by_digest(project, "pypi", sha256.lower(), file_name)
     except NotFound as exc:
