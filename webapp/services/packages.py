@@ -265,6 +265,76 @@ def npm_tags(project: Project, name: str) -> dict[str, str]:
     return {tag: version for tag, version in rows}
 
 
+def npm_source(projects: Iterable[Project], name: str) -> int:
+    """The id of the project whose `name` a group or instance registry serves.
+
+    Several projects may hold a package of the same name; the one with the newest
+    version wins, so metadata and tarballs always come from one project.
+    """
+    ids = [p.id for p in projects]
+    project_id = db.session.scalar(
+        sa.select(Package.project_id).where(Package.project_id.in_(ids or [-1]),
+                                            Package.package_type == "npm", Package.name == name)
+        .order_by(Package.created_at.desc(), Package.id.desc()).limit(1))
+    if project_id is None:
+        raise NotFound("404 Not found")
+    return project_id
+
+
+def npm_check_new_version(project: Project, name: str, version: str) -> None:
+    """Refuse a version that is already published, before its tarball is read."""
+    taken = find(project, "npm", name, version) is not None
+    end_reads()  # the body is still streaming
+    if taken:
+        raise Forbidden(f"Cannot publish over the previously published version {version} "
+                        f"of {name}. Bump the version and publish again.")
+
+
+def npm_deprecate(project: Project, name: str, messages: dict[str, str]) -> int:
+    """Set (a message) or clear (an empty one) the deprecation of versions; count changes."""
+    versions = {p.version: p for p in db.session.scalars(_package_query(project, "npm", name))}
+    if not versions:
+        raise NotFound("404 Not found")
+    unknown = sorted(set(messages) - set(versions))
+    if unknown:
+        raise NotFound(f"404 version {unknown[0]} of {name} not found")
+    changed = 0
+    for version, message in messages.items():
+        package = versions[version]
+        manifest = dict(package.metadata_json or {})
+        if (manifest.get("deprecated") or "") == message:
+            continue
+        if message:
+            manifest["deprecated"] = message
+        else:
+            manifest.pop("deprecated", None)
+        package.metadata_json = manifest  # a new dict: the JSON column sees the change
+        changed += 1
+    db.session.commit()
+    return changed
+
+
+def npm_unpublish_versions(project: Project, name: str, keep: Iterable[str],
+                           tags: dict[str, str]) -> list[str]:
+    """Remove the versions not in `keep` (npm's unpublish of name@version); retag."""
+    keep = set(keep)
+    versions = list(db.session.scalars(_package_query(project, "npm", name)))
+    if not versions:
+        raise NotFound("404 Not found")
+    removed = [p for p in versions if p.version not in keep]
+    if len(removed) == len(versions):
+        raise Invalid({"versions": ["unpublish the whole package instead of every version"]})
+    gone = [p.version for p in removed]
+    remaining = {p.version: p for p in versions if p.version in keep}
+    if removed:
+        delete_packages(removed)
+    for tag, version in tags.items():
+        if version in remaining and NPM_TAG_RE.match(tag):
+            _set_tag(project, name, tag, remaining[version])
+    db.session.commit()
+    return gone
+
+
 def npm_publish(project: Project, name: str, version: str, manifest: dict[str, Any],
                 upload: Upload, *, file_name: str, tags: dict[str, str]) -> PackageFile:
     """Publish one npm version with its tarball; a version is never published twice."""

@@ -18,6 +18,7 @@ class Action(str, enum.Enum):
     WRITE_REGISTRY = "write_registry"
     READ_PACKAGE = "read_package"
     WRITE_PACKAGE = "write_package"
+    DELETE_PACKAGE = "delete_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
     READ_CI_VARIABLES = "read_ci_variables"
 
@@ -32,6 +33,8 @@ RULES: dict[Action, tuple[frozenset[str], Optional[AccessLevel], bool]] = {
     Action.READ_PACKAGE: (frozenset({"read_package_registry", "write_package_registry"}),
                           AccessLevel.REPORTER, True),
     Action.WRITE_PACKAGE: (frozenset({"write_package_registry"}), AccessLevel.DEVELOPER, False),
+    # npm unpublish, the Packages page's delete button: GitLab's destroy_package.
+    Action.DELETE_PACKAGE: (frozenset({"write_package_registry"}), AccessLevel.MAINTAINER, False),
     Action.MANAGE_DEPLOY_TOKENS: (frozenset(), AccessLevel.MAINTAINER, False),
     Action.READ_CI_VARIABLES: (frozenset(), None, False),
 }
@@ -39,7 +42,8 @@ RULES: dict[Action, tuple[frozenset[str], Optional[AccessLevel], bool]] = {
 
 # A personal access token acts as its user, narrowed by its scopes: `read_api` reads,
 # `api` also writes. (The REST API adds GitLab's own rule on top: read_api is GET-only.)
-WRITE_ACTIONS = frozenset({Action.PUSH_REPOSITORY, Action.WRITE_REGISTRY, Action.WRITE_PACKAGE})
+WRITE_ACTIONS = frozenset({Action.PUSH_REPOSITORY, Action.WRITE_REGISTRY, Action.WRITE_PACKAGE,
+                           Action.DELETE_PACKAGE})
 
 
 def _token_scopes_for(action: Action) -> frozenset[str]:
@@ -141,6 +145,7 @@ def _verb(action: Action) -> str:
         Action.WRITE_REGISTRY: "push to this container registry",
         Action.READ_PACKAGE: "read this package registry",
         Action.WRITE_PACKAGE: "write to this package registry",
+        Action.DELETE_PACKAGE: "delete packages from this registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
         Action.READ_CI_VARIABLES: "read CI variables",
     }[Action(action)]
