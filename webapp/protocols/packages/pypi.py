@@ -4,7 +4,7 @@ import re
 from html import escape
 from typing import Optional
 
-from flask import Response, redirect, request
+from flask import Response, jsonify, redirect, request
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -179,6 +179,33 @@ def pypi_download(ref, sha256, file_name):
     return send_package_file(row)
 
 
+# PEP 691: the same index as JSON or HTML, chosen by the Accept header (pip asks for
+# JSON first). Without a preference the HTML form of PEP 503 is served.
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
+LATEST_JSON = "application/vnd.pypi.simple.latest+json"
+
+
+def _wants_json() -> bool:
+    accept = request.accept_mimetypes
+    if not request.headers.get("Accept"):
+        return False
+    best = accept.best_match([*HTML_TYPES, JSON_TYPE, LATEST_JSON])
+    return best in (JSON_TYPE, LATEST_JSON) and accept[best] > max(accept[t] for t in HTML_TYPES)
+
+
+def _json(document: dict) -> Response:
+    response = jsonify({"meta": {"api-version": "1.0"}, **document})
+    response.headers["Content-Type"] = JSON_TYPE
+    return response
+
+
+def _negotiated(response: Response) -> Response:
+    response.headers["Vary"] = "Accept"
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
+
+
 def _html(title: str, body: str) -> Response:
     page = ("<!DOCTYPE html>\n<html>\n<head>\n"
             '<meta name="pypi:repository-version" content="1.0">\n'
@@ -189,8 +216,10 @@ def _html(title: str, body: str) -> Response:
 
 
 def _index(names: list[str]) -> Response:
+    if _wants_json():
+        return _negotiated(_json({"projects": [{"name": n} for n in names]}))
     body = "".join(f'<a href="{escape(n)}/">{escape(n)}</a><br>\n' for n in names)
-    return _html("Simple index", body)
+    return _negotiated(_html("Simple index", body))
 
 
 def _links(name: str, files: list[PackageFile]) -> Response:
@@ -200,12 +229,18 @@ def _links(name: str, files: list[PackageFile]) -> Response:
         return redirect(f"{request.path.rstrip('/').rpartition('/')[0]}/{normalized}/", 301)
     if not files:
         error(404, "404 Package Not Found")
+    entries = [(row, f"{external_url()}/api/v4/projects/{row.package.project_id}/packages/pypi/"
+                     f"files/{row.file_sha256}/{row.file_name}") for row in files]
+    if _wants_json():
+        return _negotiated(_json({"name": normalized, "files": [
+            {"filename": row.file_name, "url": url, "hashes": {"sha256": row.file_sha256},
+             **({"requires-python": row.requires_python} if row.requires_python else {})}
+            for row, url in entries]}))
     links = []
-    for row in files:
-        url = (f"{external_url()}/api/v4/projects/{row.package.project_id}/packages/pypi/files/"
-               f"{row.file_sha256}/{row.file_name}#sha256={row.file_sha256}")
+    for row, url in entries:
         requires = (f' data-requires-python="{escape(row.requires_python)}"'
                     if row.requires_python else "")
-        links.append(f'<a href="{escape(url)}"{requires}>{escape(row.file_name)}</a><br>\n')
-    return _html(f"Links for {normalized}", "".join(links))
+        links.append(f'<a href="{escape(url)}#sha256={row.file_sha256}"{requires}>'
+                     f'{escape(row.file_name)}</a><br>\n')
+    return _negotiated(_html(f"Links for {normalized}", "".join(links)))
 
