@@ -200,10 +200,15 @@ def delete_package(project: Project, package_type: str, name: str) -> int:
     return delete_packages(rows)
 
 
+def get_in(project: Project, package_id: int) -> Optional[Package]:
+    package = db.session.get(Package, package_id)
+    return package if package is not None and package.project_id == project.id else None
+
+
 def delete_by_id(project: Project, package_id: int) -> str:
     """Delete one package version of the project by its id; return its label."""
-    package = db.session.get(Package, package_id)
-    if package is None or package.project_id != project.id:
+    package = get_in(project, package_id)
+    if package is None:
         raise NotFound("404 Package Not Found")
     label = f"{package.name} {package.version}"
     delete_packages([package])
