@@ -184,3 +184,18 @@ def test_group_and_instance_levels_find_packages_the_credentials_can_read(client
                           headers={"Deploy-Token": gsecret}).status_code == 405
     challenge = client.get("/api/v4/packages/maven/com/example/lib/1.0/lib-1.0.jar")
     assert challenge.status_code == 401 and "WWW-Authenticate" in challenge.headers
+
+
+def test_the_cli_sets_the_duplicates_setting(app, client, project, writer):
+    _, secret = writer
+    runner = app.test_cli_runner()
+    result = runner.invoke(args=["packages", "maven-duplicates", "tanuki/awesome_project", "refuse"])
+    assert result.exit_code == 0, result.output
+    path = url(project.id, "1.0.0", "hello-1.0.0.jar")
+    assert put(client, path, b"one", secret).status_code == 200
+    assert put(client, path, b"two", secret).status_code == 400
+    assert runner.invoke(args=["packages", "maven-duplicates", "tanuki/awesome_project",
+                               "allow"]).exit_code == 0
+    assert put(client, path, b"two", secret).status_code == 200
+    missing = runner.invoke(args=["packages", "maven-duplicates", "no/such", "allow"])
+    assert missing.exit_code == 1 and "does not exist" in missing.output

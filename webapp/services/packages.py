@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
 from ..models import Package, PackageFile, PackageTag, Project, utcnow
-from . import package_storage
+from . import accounts, package_storage
 from .errors import Forbidden, Invalid, NotFound
 from .package_storage import Upload
 
@@ -157,7 +157,7 @@ def file_names(projects: Iterable[Project], package_type: str, name: str, versio
         sa.select(PackageFile.file_name, PackageFile.created_at).join(Package)
         .where(Package.project_id.in_(ids), Package.package_type == package_type,
                Package.name == name, Package.version == version)
-        .order_by(PackageFile.id)).tuples())
+        .order_by(PackageFile.id)))
 
 
 def has_file(project: Project, package_type: str, name: str, version: str,
@@ -384,6 +384,15 @@ def npm_delete_tag(project: Project, name: str, tag: str) -> None:
     if row is None:
         raise NotFound("404 Tag Not Found")
     db.session.delete(row)
+    db.session.commit()
+
+
+def set_maven_duplicates(full_path: str, allowed: bool) -> None:
+    """Set whether a Maven release's file may be uploaded again (SNAPSHOTs always may)."""
+    project = accounts.find_project(full_path)
+    if project is None:
+        raise NotFound(f"Project '{full_path}' does not exist")
+    project.maven_duplicates_allowed = allowed
     db.session.commit()
 
 
