@@ -62,6 +62,8 @@ def test_a_checksum_that_does_not_match_is_refused(app, client, project, writer)
     wrong = put(client, url(project.id, "1.0.0", "hello-1.0.0.jar.sha1"), "0" * 40, secret)
     assert wrong.status_code == 400
     assert "Checksum mismatch" in wrong.status and "Checksum mismatch" in wrong.get_data(as_text=True)
+    odd = put(client, url(project.id, "1.0.0", "hello-1.0.0.jar.sha1"), "é\x00".encode(), secret)
+    assert odd.status_code == 400
     orphan = put(client, url(project.id, "1.0.0", "hello-1.0.0.pom.sha1"), "0" * 40, secret)
     assert orphan.status_code == 404
 

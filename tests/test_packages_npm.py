@@ -150,6 +150,8 @@ def test_a_republished_version_is_refused_before_its_tarball_is_read(app, client
      b'{"data": "not base64!!"}}}', 400),
     (b'{"name": "other", "versions": {}}', 400),
     (b"not json", 400),
+    ('{"name": "pkg", "versions": {"1.0.0": {"dist": {"shasum": "\u00e9"}}}, "_attachments": '
+     '{"pkg-1.0.0.tgz": {"data": "YWJj"}}}'.encode(), 400),
 ])
 def test_bad_publish_documents_are_400_and_leave_nothing(app, client, npm, body, status):
     response = client.put(f"{npm.base}/pkg", data=body, headers={

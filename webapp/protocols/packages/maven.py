@@ -53,6 +53,9 @@ SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]{0,254}$")
 CHECKSUMS = {".md5": "md5", ".sha1": "sha1", ".sha256": "sha256", ".sha512": "sha512"}
 METADATA = "maven-metadata.xml"
 SNAPSHOT = "-SNAPSHOT"
+# Computed while a file uploads: what Maven 3 checks. SHA-256 is always kept; SHA-512
+# is computed from disk on the rare request for it.
+MAVEN_DIGESTS = ("md5", "sha1")
 # Checksums and Maven's own metadata are small; anything bigger is not one.
 SMALL_BODY = 64 * 1024
 
@@ -118,7 +121,7 @@ def _duplicate(file_name: str) -> NoReturn:
 def _receive() -> package_storage.Upload:
     try:
         return package_storage.receive(request.stream, length=request.content_length,
-                                       algorithms=("md5", "sha1", "sha512"))
+                                       algorithms=MAVEN_DIGESTS)
     except package_storage.TooLarge as exc:
         maven_error(413, str(exc), Connection="close")
     except package_storage.Incomplete as exc:
@@ -144,15 +147,20 @@ def _verify_checksum(project: Project, name: str, version: str, file_name: str,
     if row is None:
         maven_error(404, f"{file_name} has not been uploaded: upload it before its checksum")
     actual = _digest(row, algorithm)
-    if actual is None or not hmac.compare_digest(sent, actual):
+    if not hmac.compare_digest(sent.encode(), actual.encode()):
         maven_error(400, f"Checksum mismatch: the {algorithm} sent for {file_name} does not "
                          "match the stored file")
     return Response(status=200)
 
 
-def _digest(row, algorithm: str) -> Optional[str]:
-    return {"md5": row.file_md5, "sha1": row.file_sha1, "sha256": row.file_sha256,
-            "sha512": row.file_sha512}[algorithm]
+def _digest(row, algorithm: str) -> str:
+    stored = {"md5": row.file_md5, "sha1": row.file_sha1, "sha256": row.file_sha256,
+              "sha512": row.file_sha512}[algorithm]
+    if stored is not None:
+        return stored
+    sha256 = row.file_sha256
+    packages.end_reads()  # no connection held while the file is read
+    return package_storage.file_digest(sha256, algorithm)
 
 
 # Download: the same answer at every level, from the projects the credentials can read.
@@ -206,9 +214,7 @@ def _download(projects: list[Project], path: str, missing=MISSING):
         if row is not None:
             if algorithm is None:
                 return send_package_file(row, _mimetype(target))
-            digest = _digest(row, algorithm)
-            if digest is not None:
-                return _text(digest.encode(), algorithm)
+            return _text(_digest(row, algorithm).encode(), algorithm)
     if missing is MISSING:
         maven_error(404, "404 Package Not Found")
     return missing

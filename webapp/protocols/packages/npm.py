@@ -369,12 +369,13 @@ def _store(publish: _Publish, document: dict):
     if not upload.size or ("length" in attachment and attachment["length"] != upload.size):
         raise Invalid({"_attachments": ["the tarball is empty or its length is wrong"]})
     dist = publish.manifest.get("dist") or {}
-    if dist.get("shasum") and not hmac.compare_digest(str(dist["shasum"]).lower(),
-                                                      upload.digests["sha1"]):
+    if dist.get("shasum") and not hmac.compare_digest(str(dist["shasum"]).lower().encode(),
+                                                      upload.digests["sha1"].encode()):
         raise Invalid({"dist.shasum": ["does not match the tarball"]})
     integrity = str(dist.get("integrity") or "")
     actual = "sha512-" + base64.b64encode(bytes.fromhex(upload.digests["sha512"])).decode()
-    if integrity.startswith("sha512-") and not hmac.compare_digest(integrity, actual):
+    if integrity.startswith("sha512-") and not hmac.compare_digest(integrity.encode(),
+                                                                   actual.encode()):
         raise Invalid({"dist.integrity": ["does not match the tarball"]})
     tags = document.get("dist-tags") or {}
     if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
