@@ -169,6 +169,7 @@ def test_mvn_deploys_releases_and_snapshots_and_consumers_resolve_them(
     read_only = maven.header_settings("deploy-read-only", "Deploy-Token", rsecret)
     refused = maven.run(library(tmp_path / "ro", "1.0.1", "ro", project_url), read_only, "deploy")
     assert refused.returncode != 0 and "403" in refused.stdout, refused.stdout[-3000:]
+    assert "cannot write to this package registry" in refused.stdout  # the reason phrase
     wrong = maven.header_settings("deploy-wrong", "Deploy-Token", "gldt-wrongwrongwrongwron")
     failed = maven.run(library(tmp_path / "wrong", "1.0.2", "wrong", project_url), wrong, "deploy")
     assert failed.returncode != 0 and "401" in failed.stdout, failed.stdout[-3000:]

@@ -23,8 +23,8 @@ from ...models import Project
 from ...services import package_storage, packages
 from ...services.errors import Invalid
 from ...services.policy import Action
-from .common import (PackageFormat, bp, group_for, instance_for, project_for,
-                     send_package_file)
+from .common import (PackageFormat, bp, challenge_headers, group_for, instance_for,
+                     project_for, send_package_file)
 
 
 def maven_error(status: int, message: str, **headers) -> NoReturn:
@@ -173,19 +173,23 @@ def maven_project_download(ref, path):
 
 @bp.route(GROUP, methods=["GET"])
 def maven_group_download(ref, path):
-    _, _, projects = group_for(ref, FORMAT)
-    return _download(projects, path)
+    _, principal, projects = group_for(ref, FORMAT)
+    return _download_or_challenge(principal, projects, path)
 
 
 @bp.route(INSTANCE, methods=["GET"])
 def maven_instance_download(path):
     principal, projects = instance_for(FORMAT)
+    return _download_or_challenge(principal, projects, path)
+
+
+def _download_or_challenge(principal, projects: list[Project], path: str):
     response = _download(projects, path, missing=None)
     if response is None:
         if principal.is_anonymous:
-            # Maven sends its <server> password only after a challenge.
-            maven_error(401, "authentication required",
-                        **{"WWW-Authenticate": 'Basic realm="Gatehouse"'})
+            # What anonymous callers cannot find may be private: Maven sends its
+            # <server> password only after a challenge.
+            maven_error(401, "authentication required", **challenge_headers())
         maven_error(404, "404 Package Not Found")
     return response
 
