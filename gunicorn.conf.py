@@ -10,5 +10,6 @@ threads = int(os.environ.get("GATEHOUSE_THREADS", "8"))
 timeout = int(os.environ.get("GATEHOUSE_TIMEOUT", "600"))
 control_socket_disable = True
 accesslog = "-"
-# The path without its query string: credentials must never reach the log.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s"'
+# The path without its query string: credentials must never reach the log. The
+# response's type shows what content negotiation chose (PEP 691 JSON or HTML).
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms "%(a)s" "%({content-type}o)s"'

@@ -5,8 +5,10 @@
 Downloads: the same 500 MB file through Gatehouse's generic package endpoint and from
 nginx serving it straight from disk (both with sendfile, both warm in the page cache),
 fetched with curl into /dev/null. Uploads: curl PUT to Gatehouse (streamed, hashed,
-fsynced, renamed, row committed) vs. copying the file and fsyncing the copy. Prints
-the median time of each and the ratios (target: download ≤ 1.2× nginx).
+fsynced, renamed, row committed) vs. copying the file and fsyncing the copy. The same
+file also goes through the Maven endpoint (a jar: MD5, SHA-1 and SHA-512 are computed
+as well, for the checksum files Maven asks for). Prints the median time of each and the
+ratios (target: download ≤ 1.2× nginx).
 """
 import argparse
 import os
@@ -106,15 +108,19 @@ def main() -> None:
                    GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}", GATEHOUSE_WORKERS="2")
         project_id, secret = setup_database(env)
         base = f"http://127.0.0.1:{port}/api/v4/projects/{project_id}/packages/generic/bench"
+        maven = f"http://127.0.0.1:{port}/api/v4/projects/{project_id}/packages/maven/org/bench/payload"
         gunicorn = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
                     "--config", str(ROOT / "gunicorn.conf.py"), "--access-logfile", "/dev/null",
                     "wsgi:app"]
         with running(gunicorn, port=port, env=env, log=tmp / "gunicorn.log"):
             header = ["--header", f"Deploy-Token: {secret}"]
-            uploads, copies = [], []
+            uploads, maven_uploads, copies = [], [], []
             for run in range(args.runs):
                 uploads.append(curl_seconds(*header, "--upload-file", str(payload),
                                             f"{base}/1.0.{run}/payload.bin"))
+                maven_uploads.append(curl_seconds(
+                    *header, "--upload-file", str(payload),
+                    f"{maven}/1.0.{run}/payload-1.0.{run}.jar"))
                 copies.append(copy_seconds(payload, tmp / "copy.bin"))
 
             # nginx serves the very file Gatehouse stored, from its content address.
@@ -130,11 +136,13 @@ def main() -> None:
                          log=tmp / "nginx.log"):
                 nginx_url = f"http://127.0.0.1:{nginx_port}/payload.bin"
                 ours_url = f"{base}/1.0.0/payload.bin"
+                maven_url = f"{maven}/1.0.0/payload-1.0.0.jar"
                 curl_seconds(nginx_url)
                 curl_seconds(*header, ours_url)  # warm both
-                ours, theirs = [], []
+                ours, maven_downloads, theirs = [], [], []
                 for _ in range(args.runs):
                     ours.append(curl_seconds(*header, ours_url))
+                    maven_downloads.append(curl_seconds(*header, maven_url))
                     theirs.append(curl_seconds(nginx_url))
 
     mb = size / 1e6
@@ -145,13 +153,17 @@ def main() -> None:
 
     print(f"{args.size_mb} MiB file, {args.runs} runs each, {os.cpu_count()} CPUs")
     print("download")
-    print(line("Gatehouse (gunicorn, sendfile)", ours))
+    print(line("Gatehouse generic (sendfile)", ours))
+    print(line("Gatehouse Maven (sendfile)", maven_downloads))
     print(line("nginx from disk", theirs))
-    print(f"  ratio Gatehouse / nginx: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+    print(f"  ratio generic / nginx: {statistics.median(ours) / statistics.median(theirs):.2f}x")
+    print(f"  ratio Maven / nginx: {statistics.median(maven_downloads) / statistics.median(theirs):.2f}x")
     print("upload")
-    print(line("Gatehouse (stream, sha256, fsync)", uploads))
+    print(line("Gatehouse generic (stream, sha256)", uploads))
+    print(line("Gatehouse Maven (+md5, sha1)", maven_uploads))
     print(line("plain copy + fsync", copies))
-    print(f"  ratio Gatehouse / copy: {statistics.median(uploads) / statistics.median(copies):.2f}x")
+    print(f"  ratio generic / copy: {statistics.median(uploads) / statistics.median(copies):.2f}x")
+    print(f"  ratio Maven / copy: {statistics.median(maven_uploads) / statistics.median(copies):.2f}x")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ declare -A NEEDED=(
   [npm]=npm
   [curl]=curl
   [redis-server]=redis-server
+  [mvn]=maven
 )
 
 missing=()

@@ -307,6 +307,20 @@ def packages_gc():
                f"file(s), {removed['bytes']} bytes")
 
 
+@packages_cli.command("maven-duplicates")
+@click.argument("full_path")
+@click.argument("setting", type=click.Choice(["allow", "refuse"]))
+def packages_maven_duplicates(full_path, setting):
+    """Allow (GitLab's default) or refuse uploading a Maven release's file again."""
+    from .services import packages
+    try:
+        packages.set_maven_duplicates(full_path, setting == "allow")
+    except DomainError as error:
+        _fail(error)
+    click.echo(f"Maven duplicates in {full_path}: {'allowed' if setting == 'allow' else 'refused'} "
+               "(SNAPSHOT versions are always accepted)")
+
+
 def register(app) -> None:
     for command in (users, groups, projects, members, tokens, runner_tokens, crypto, packages_cli,
                     seed_demo):

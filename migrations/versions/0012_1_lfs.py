@@ -1,13 +1,13 @@
 """Git LFS: objects, the projects that hold them, and locks
 
 Revision ID: i12_lfs
-Revises: 0006
+Revises: i13a
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = 'i12_lfs'
-down_revision = '0006'
+down_revision = 'i13a'
 branch_labels = None
 depends_on = None
 

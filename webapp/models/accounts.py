@@ -105,6 +105,9 @@ class Project(db.Model):
     group_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("groups.id"), index=True)
     visibility: so.Mapped[str] = so.mapped_column(sa.String(16), default=Visibility.PRIVATE.value)
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    # GitLab's "Allow duplicates" for Maven: a release's file may be uploaded again.
+    maven_duplicates_allowed: so.Mapped[bool] = so.mapped_column(
+        default=True, server_default=sa.true())
 
     group: so.Mapped[Group] = so.relationship(back_populates="projects")
 

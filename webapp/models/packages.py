@@ -9,7 +9,7 @@ from ..extensions import db
 from .accounts import Project
 from .types import UTCDateTime, utcnow
 
-PACKAGE_TYPES = ("generic", "pypi", "npm")
+PACKAGE_TYPES = ("generic", "pypi", "npm", "maven")
 
 
 class Package(db.Model):

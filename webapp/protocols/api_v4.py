@@ -91,7 +91,7 @@ def caller() -> Principal:
 
 # Package formats GitLab serves that Gatehouse does not: a 404 under their URLs says so.
 UNSERVED_FORMATS = ("conan", "nuget", "composer", "go", "helm", "rubygems", "debian",
-                    "rpm", "terraform", "ml_models", "cargo", "conda", "maven")
+                    "rpm", "terraform", "ml_models", "cargo", "conda")
 UNSERVED_RE = re.compile(r"^/api/v4/(?:.+/)?packages/(" + "|".join(UNSERVED_FORMATS) + r")(?:/|$)")
 
 

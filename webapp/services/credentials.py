@@ -29,7 +29,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from ..extensions import db
 from ..models import User, utcnow
 from . import auth_ban, deploy_tokens, personal_access_tokens, runners
-from .errors import AccountLocked, Banned, Malformed, Unauthenticated
+from .errors import AccountLocked, Banned, CredentialRefused, Malformed, Unauthenticated
 from .policy import ANONYMOUS, Principal, PrincipalKind
 from .secret_tokens import KINDS, has_control_characters
 
@@ -79,13 +79,13 @@ def authenticate(credentials: Credentials, door: Door, *, ip: Optional[str]) -> 
     if not credentials.present:
         return ANONYMOUS
     if credentials.job_token:
-        raise Unauthenticated("CI job tokens are not supported by Gatehouse: use a deploy "
-                              "token or a personal access token")
+        raise CredentialRefused("CI job tokens are not supported by Gatehouse: use a deploy "
+                                "token or a personal access token")
     if _malformed(credentials):
         raise Malformed("Credentials must not contain control characters")
     if not _acceptable(credentials, door):
         # Nothing was looked up, so nothing was guessed: this does not count.
-        raise Unauthenticated(_accepted_here(door))
+        raise CredentialRefused(_accepted_here(door))
     try:
         principal = _lookup(credentials, door)
     except (Unauthenticated, AccountLocked):

@@ -31,6 +31,10 @@ class Unauthenticated(DomainError):
     status = 401
 
 
+class CredentialRefused(Unauthenticated):
+    """A kind of credential this door never takes (a CI job token): no retry helps."""
+
+
 class Banned(Forbidden):
     """The client's address failed authentication too often: refused before any lookup."""
 

@@ -99,7 +99,9 @@ class Upload:
     digests: dict[str, str] = field(default_factory=dict)
     _file: Optional[BinaryIO] = None
     _hashes: dict = field(default_factory=dict)
-    _hasher: Optional[_Beside] = None
+    # One thread per digest: hashlib releases the GIL, so several digests of one
+    # upload (Maven wants MD5 and SHA-1 beside SHA-256) run on several cores.
+    _hashers: list = field(default_factory=list)
     _writer: Optional[_Beside] = None
     # True once this upload put a new file at the content address (not a shared one).
     created: bool = False
@@ -114,25 +116,23 @@ class Upload:
         upload = cls(path=path, algorithms=algos, limit=max_size() if limit is None else limit)
         upload._file = open(path, "xb")
         upload._hashes = {a: hashlib.new(a) for a in algos}
-        upload._hasher = _Beside(upload._hash)
+        upload._hashers = [_Beside(h.update) for h in upload._hashes.values()]
         upload._writer = _Beside(upload._file.write)
         return upload
-
-    def _hash(self, data: bytes) -> None:
-        for h in self._hashes.values():
-            h.update(data)
 
     def write(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self.limit:
             raise TooLarge(f"File is too large (maximum is {self.limit} bytes)")
-        self._hasher.put(data)
+        for hasher in self._hashers:
+            hasher.put(data)
         self._writer.put(data)
 
     def finish(self) -> None:
         """Flush and fsync the temp file and compute its digests."""
         self._writer.close()
-        self._hasher.close()
+        for hasher in self._hashers:
+            hasher.close()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -158,7 +158,7 @@ class Upload:
 
     def discard(self) -> None:
         """Remove the temp file (an upload that failed or was refused)."""
-        for worker in (self._writer, self._hasher):
+        for worker in (self._writer, *self._hashers):
             if worker is not None:
                 try:
                     worker.close()
@@ -233,6 +233,15 @@ def receive_bytes(data: bytes, algorithms: Iterable[str] = ()) -> Upload:
             upload.discard()
             raise
         return upload
+
+
+def file_digest(sha256: str, algorithm: str) -> str:
+    """A digest of a stored file not computed at upload (Maven's rare .sha512), from disk."""
+    digest = hashlib.new(algorithm)
+    with open(content_path(sha256), "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def referenced(sha256: str) -> bool:

@@ -20,6 +20,7 @@ class Action(str, enum.Enum):
     DELETE_REGISTRY = "delete_registry"
     READ_PACKAGE = "read_package"
     WRITE_PACKAGE = "write_package"
+    DELETE_PACKAGE = "delete_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
     FORCE_UNLOCK_LFS = "force_unlock_lfs"
     READ_CI_VARIABLES = "read_ci_variables"
@@ -86,6 +87,9 @@ RULES: dict[Action, Rule] = {
                               READ_API, AccessLevel.REPORTER, public_read=True),
     Action.WRITE_PACKAGE: Rule(frozenset({"write_package_registry"}), WRITE_API,
                                AccessLevel.DEVELOPER),
+    # npm unpublish, the Packages page's delete button: GitLab's destroy_package.
+    Action.DELETE_PACKAGE: Rule(frozenset({"write_package_registry"}), WRITE_API,
+                                AccessLevel.MAINTAINER),
     # Deleting image tags (the registry page and API); no deploy token scope allows it.
     Action.DELETE_REGISTRY: Rule(frozenset(), WRITE_API, AccessLevel.MAINTAINER),
     Action.MANAGE_DEPLOY_TOKENS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
@@ -251,6 +255,7 @@ def _verb(action: Action) -> str:
         Action.DELETE_REGISTRY: "delete images from this container registry",
         Action.READ_PACKAGE: "read this package registry",
         Action.WRITE_PACKAGE: "write to this package registry",
+        Action.DELETE_PACKAGE: "delete packages from this registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
         Action.FORCE_UNLOCK_LFS: "remove other people's locks",
         Action.READ_CI_VARIABLES: "read CI variables",

@@ -1,5 +1,8 @@
-"""Package registries at GitLab's URLs: generic files, PyPI and npm."""
+"""Package registries at GitLab's URLs: one module per format (see common.py)."""
 from .common import bp
-from . import generic, npm, pypi  # noqa: F401,E402  (they add their routes to bp)
+from . import generic, maven, npm, pypi  # noqa: E402  (each adds its routes to bp)
 
-__all__ = ["bp"]
+# Each format's declaration: its package type, the credentials it accepts, its errors.
+FORMATS = {module.FORMAT.package_type: module.FORMAT for module in (generic, maven, npm, pypi)}
+
+__all__ = ["bp", "FORMATS"]

@@ -4,14 +4,16 @@ from flask import jsonify, request
 from ...services import package_storage, packages
 from ...services.errors import Invalid, NotFound
 from ...services.policy import Action
-from .common import bp, error, project_for, send_package_file
+from .common import PackageFormat, bp, error, project_for, send_package_file
+
+FORMAT = PackageFormat("generic")  # every kind; errors as GitLab JSON
 
 PREFIX = "/api/v4/projects/<path:ref>/packages/generic/<package_name>/<package_version>/<file_name>"
 
 
 @bp.route(PREFIX, methods=["PUT"])
 def generic_upload(ref, package_name, package_version, file_name):
-    project, _ = project_for(Action.WRITE_PACKAGE, ref)
+    project, _ = project_for(Action.WRITE_PACKAGE, ref, FORMAT)
     try:
         packages.check_generic(package_name, package_version, file_name)
     except Invalid as exc:
@@ -29,7 +31,7 @@ def generic_upload(ref, package_name, package_version, file_name):
 
 @bp.route(PREFIX, methods=["GET"])
 def generic_download(ref, package_name, package_version, file_name):
-    project, _ = project_for(Action.READ_PACKAGE, ref)
+    project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
     try:
         row = packages.latest_file(project, "generic", package_name, package_version, file_name)
     except NotFound as exc:

@@ -4,7 +4,7 @@ import re
 from html import escape
 from typing import Optional
 
-from flask import Response, redirect, request
+from flask import Response, jsonify, redirect, request
 from werkzeug.http import parse_options_header
 from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
@@ -12,7 +12,9 @@ from ...models import PackageFile
 from ...services import package_storage, packages
 from ...services.errors import Invalid, NotFound
 from ...services.policy import Action
-from .common import bp, error, external_url, group_for, project_for, send_package_file
+from .common import PackageFormat, bp, error, external_url, group_for, project_for, send_package_file
+
+FORMAT = PackageFormat("pypi")  # every kind; errors as GitLab JSON
 
 PROJECT = "/api/v4/projects/<path:ref>/packages/pypi"
 GROUP = "/api/v4/groups/<path:ref>/-/packages/pypi"
@@ -30,7 +32,7 @@ FEED = 256 * 1024
 
 @bp.route(PROJECT, methods=["POST"])
 def pypi_upload(ref):
-    project, _ = project_for(Action.WRITE_PACKAGE, ref)
+    project, _ = project_for(Action.WRITE_PACKAGE, ref, FORMAT)
     fields, upload, file_name = _receive_form()
     try:
         name, version, requires_python = _check_upload(fields, upload, file_name)
@@ -145,36 +147,63 @@ def _receive_form():
 
 @bp.route(PROJECT + "/simple/")
 def pypi_project_index(ref):
-    project, _ = project_for(Action.READ_PACKAGE, ref)
+    project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
     return _index(packages.pypi_names([project]))
 
 
 @bp.route(PROJECT + "/simple/<name>/")
 def pypi_project_links(ref, name):
-    project, _ = project_for(Action.READ_PACKAGE, ref)
+    project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
     return _links(name, packages.pypi_files([project], packages.normalize_pypi_name(name)))
 
 
 @bp.route(GROUP + "/simple/")
 def pypi_group_index(ref):
-    _, _, projects = group_for(ref)
+    _, _, projects = group_for(ref, FORMAT)
     return _index(packages.pypi_names(projects))
 
 
 @bp.route(GROUP + "/simple/<name>/")
 def pypi_group_links(ref, name):
-    _, _, projects = group_for(ref)
+    _, _, projects = group_for(ref, FORMAT)
     return _links(name, packages.pypi_files(projects, packages.normalize_pypi_name(name)))
 
 
 @bp.route(PROJECT + "/files/<sha256>/<file_name>")
 def pypi_download(ref, sha256, file_name):
-    project, _ = project_for(Action.READ_PACKAGE, ref)
+    project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
     try:
         row = packages.file_by_digest(project, "pypi", sha256.lower(), file_name)
     except NotFound as exc:
         error(404, str(exc))
     return send_package_file(row)
+
+
+# PEP 691: the same index as JSON or HTML, chosen by the Accept header (pip asks for
+# JSON first). Without a preference the HTML form of PEP 503 is served.
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+HTML_TYPES = ("application/vnd.pypi.simple.v1+html", "text/html")
+LATEST_JSON = "application/vnd.pypi.simple.latest+json"
+
+
+def _wants_json() -> bool:
+    accept = request.accept_mimetypes
+    if not request.headers.get("Accept"):
+        return False
+    best = accept.best_match([*HTML_TYPES, JSON_TYPE, LATEST_JSON])
+    return best in (JSON_TYPE, LATEST_JSON) and accept[best] > max(accept[t] for t in HTML_TYPES)
+
+
+def _json(document: dict) -> Response:
+    response = jsonify({"meta": {"api-version": "1.0"}, **document})
+    response.headers["Content-Type"] = JSON_TYPE
+    return response
+
+
+def _negotiated(response: Response) -> Response:
+    response.headers["Vary"] = "Accept"
+    response.headers["Cache-Control"] = "private, no-cache"
+    return response
 
 
 def _html(title: str, body: str) -> Response:
@@ -187,8 +216,10 @@ def _html(title: str, body: str) -> Response:
 
 
 def _index(names: list[str]) -> Response:
+    if _wants_json():
+        return _negotiated(_json({"projects": [{"name": n} for n in names]}))
     body = "".join(f'<a href="{escape(n)}/">{escape(n)}</a><br>\n' for n in names)
-    return _html("Simple index", body)
+    return _negotiated(_html("Simple index", body))
 
 
 def _links(name: str, files: list[PackageFile]) -> Response:
@@ -198,12 +229,18 @@ def _links(name: str, files: list[PackageFile]) -> Response:
         return redirect(f"{request.path.rstrip('/').rpartition('/')[0]}/{normalized}/", 301)
     if not files:
         error(404, "404 Package Not Found")
+    entries = [(row, f"{external_url()}/api/v4/projects/{row.package.project_id}/packages/pypi/"
+                     f"files/{row.file_sha256}/{row.file_name}") for row in files]
+    if _wants_json():
+        return _negotiated(_json({"name": normalized, "files": [
+            {"filename": row.file_name, "url": url, "hashes": {"sha256": row.file_sha256},
+             **({"requires-python": row.requires_python} if row.requires_python else {})}
+            for row, url in entries]}))
     links = []
-    for row in files:
-        url = (f"{external_url()}/api/v4/projects/{row.package.project_id}/packages/pypi/files/"
-               f"{row.file_sha256}/{row.file_name}#sha256={row.file_sha256}")
+    for row, url in entries:
         requires = (f' data-requires-python="{escape(row.requires_python)}"'
                     if row.requires_python else "")
-        links.append(f'<a href="{escape(url)}"{requires}>{escape(row.file_name)}</a><br>\n')
-    return _html(f"Links for {normalized}", "".join(links))
+        links.append(f'<a href="{escape(url)}#sha256={row.file_sha256}"{requires}>'
+                     f'{escape(row.file_name)}</a><br>\n')
+    return _negotiated(_html(f"Links for {normalized}", "".join(links)))
 
