@@ -315,7 +315,7 @@ def create_token(kind: str, ref: str):
             actor=_actor(principal), ip=request.remote_addr)
     except Invalid as error:
         raise ApiError(400, {"message": error.errors})
-    return jsonify(token_json(token, utcnow(), secret)), 201
+    return jsonify(token_json(token, utcnow(), secret)), 201, {"Cache-Control": "no-store"}
 
 
 def show_token(kind: str, ref: str, token_id: int):

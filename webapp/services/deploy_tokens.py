@@ -1,6 +1,7 @@
 """Deploy tokens: create, list, revoke, and authenticate machines with them."""
 import hmac
 import re
+import unicodedata
 from datetime import date, datetime, time, timezone
 from typing import Optional, Union
 
@@ -13,7 +14,9 @@ from . import audit, encryption, secret_tokens
 from .secret_tokens import digest  # noqa: F401  (re-exported: tests and callers use it)
 from .errors import Invalid, NotFound
 
-USERNAME_RE = re.compile(r"^[a-zA-Z0-9.+_-]+$")
+USERNAME_RE = re.compile(r"[a-zA-Z0-9.+_-]+")
+# The form every default username takes; nobody may choose one (it is another token's).
+RESERVED_USERNAME_RE = re.compile(r"gitlab\+deploy-token-\d+", re.IGNORECASE)
 CI_TOKEN_NAME = "gitlab-deploy-token"
 Owner = Union[Project, Group]
 
@@ -36,13 +39,32 @@ def validate(name: Optional[str], username: Optional[str], scopes: list[str],
              expires_at: Optional[datetime], *, now: datetime) -> dict[str, list[str]]:
     """Return every rule the input breaks, by field; empty when it is valid."""
     errors = secret_tokens.check_common(name, scopes, SCOPES, expires_at, now=now)
+    if "name" not in errors and has_unsafe_characters((name or "").strip()):
+        errors["name"] = [UNSAFE_CHARACTERS]
     if username:
         if len(username) > 255:
             errors["username"] = ["Username is too long (maximum is 255 characters)"]
-        elif not USERNAME_RE.match(username):
+        elif not USERNAME_RE.fullmatch(username):
             errors["username"] = [
                 "Username can contain only letters, digits, '_', '-', '+', and '.'"]
+        elif RESERVED_USERNAME_RE.fullmatch(username):
+            errors["username"] = [
+                "Username cannot take the form gitlab+deploy-token-N: that is the default "
+                "username of another token"]
+        elif db.session.scalar(sa.select(User.id).where(
+                sa.func.lower(User.username) == username.lower())) is not None:
+            # Registry tokens and audit logs name the username: it must not be a person's.
+            errors["username"] = ["Username is taken by a user: choose another one"]
     return errors
+
+
+UNSAFE_CHARACTERS = ("Name cannot contain control characters or invisible formatting "
+                     "characters (such as right-to-left overrides)")
+
+
+def has_unsafe_characters(text: Optional[str]) -> bool:
+    """True when `text` holds control, format (bidi overrides, zero-width) or line separators."""
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text or "")
 
 
 def create(owner: Owner, *, name: Optional[str], scopes: list[str],

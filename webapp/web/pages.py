@@ -39,7 +39,9 @@ def project(full_path: str):
     me = principal()
     target = accounts.find_project(full_path)
     if target is None:
-        if accounts.find_group(full_path) is not None:
+        group = accounts.find_group(full_path)
+        # Only a group the visitor may see leads on: any other answers as a missing one.
+        if group is not None and visible(me, group):
             return redirect(url_for("pages.group", full_path=full_path))
         abort(404)
     if not can(me, Action.READ_PROJECT, target):
