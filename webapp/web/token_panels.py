@@ -306,7 +306,9 @@ class Panel:
 
     def page_view(self, **view_args):
         owner = self.owner(**view_args)
-        return self.render(owner, view_args, notice=session.pop(f"notice:{self.kind.key}", ""))
+        # An htmx GET is a search, sort or page of the list: the focus goes to the list.
+        return self.render(owner, view_args, notice=session.pop(f"notice:{self.kind.key}", ""),
+                           focus="list" if is_htmx() else "")
 
     def create_view(self, **view_args):
         owner = self.owner(**view_args)
