@@ -7,7 +7,7 @@ from webapp.extensions import db
 from webapp.models import DeployToken, utcnow
 from webapp.services import deploy_tokens
 
-from .test_api_deploy_tokens import ENCODED, World, _create
+from .test_api_deploy_tokens import World, _create
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pytest
 
 from webapp import create_app
 from webapp.extensions import db
-from webapp.models import User
 from webapp.services import accounts
 
 from .conftest import PASSWORD, csrf_from

@@ -1,7 +1,8 @@
 """axe-core finds no violations on any page, signed in or out, in every state of the panels."""
 import pytest
 
-from .browser import DESKTOP, PHONE, axe_script, axe_violations, browser, sign_in  # noqa: F401
+from .browser import DESKTOP, PHONE, axe_violations, sign_in
+from .browser import axe_script, browser  # noqa: F401  (fixtures)
 
 PROJECT = "tanuki/awesome_project"
 SETTINGS = f"/{PROJECT}/-/settings/repository"

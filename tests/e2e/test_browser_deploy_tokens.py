@@ -10,8 +10,8 @@ from webapp.extensions import db
 from webapp.models import DeployToken, utcnow
 from webapp.services import accounts, deploy_tokens
 
-from .browser import (DESKTOP, PHONE, axe_script, axe_violations, browser,  # noqa: F401
-                      no_horizontal_overflow, screenshot, sign_in)
+from .browser import DESKTOP, PHONE, no_horizontal_overflow, screenshot, sign_in
+from .browser import browser  # noqa: F401  (a fixture)
 
 PROJECT = "tanuki/awesome_project"
 SETTINGS = f"/{PROJECT}/-/settings/repository"

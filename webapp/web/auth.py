@@ -24,7 +24,7 @@ SEEN_RESOLUTION = 60
 
 @login_manager.user_loader
 def load_user(session_id: str) -> Optional[User]:
-    user_id, _, generation = session_id.partition(":")
+    user_id = session_id.partition(":")[0]
     if not user_id.isdigit():
         return None
     user = db.session.get(User, int(user_id))
@@ -53,9 +53,7 @@ def _same_site_path(url: Optional[str]) -> Optional[str]:
     if not url:
         return None
     parts = urlsplit(url)
-    if parts.scheme and parts.netloc != request.host:
-        return None
-    if parts.netloc and parts.netloc != request.host:
+    if (parts.scheme or parts.netloc) and parts.netloc != request.host:
         return None
     path = parts.path or "/"
     if not path.startswith("/") or path.startswith("//"):

@@ -7,6 +7,7 @@ from flask_wtf.csrf import CSRFError
 from markupsafe import escape
 
 from ..services.errors import DomainError
+from .render import is_htmx
 
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
           405: "Method not allowed", 413: "Too large", 500: "Something went wrong"}
@@ -60,7 +61,6 @@ def _page(status: int, message: str = "", error=None, title: str = ""):
         return _json(status, error)
     message = message or MESSAGES.get(status, "")
     title = title or TITLES.get(status, "Error")
-    from .render import is_htmx
     if is_htmx():
         return _htmx_alert(status, f"{title}: {message}" if message else title)
     return render_template("errors/error.html", status=status, title=title,
@@ -79,7 +79,6 @@ def register(app) -> None:
             # No session left to hold the form's token: signed out elsewhere, idle, or
             # the cookie is gone. Say so on the sign-in page.
             return unauthorized()
-        from .render import is_htmx
         if is_htmx():
             return _htmx_alert(400, FORM_EXPIRED)
         return _page(400, f"{FORM_EXPIRED} Its security token is missing or no longer "

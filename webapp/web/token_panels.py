@@ -4,12 +4,13 @@ the views make; `register` gives a blueprint the panel's three URLs for one kind
 
 This module is the only place the browser calls the token services.
 """
+import json
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Optional
 
-from flask import abort, flash, redirect, request, session, url_for
+from flask import redirect, request, session, url_for
 from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
@@ -368,7 +369,6 @@ class Panel:
 
 def _announce(message: str) -> dict[str, str]:
     """Ask static/app.js to read `message` out in the page's live region."""
-    import json
     return {"HX-Trigger": json.dumps({"gatehouse:announce": message})}
 
 
