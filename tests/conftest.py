@@ -218,6 +218,14 @@ def csrf_from(html: str) -> str:
     return match.group(1)
 
 
+def form_fields(client, url: str) -> dict[str, str]:
+    """The hidden fields a token panel's create form posts: CSRF and one-time tokens."""
+    html = client.get(url).get_data(as_text=True)
+    match = re.search(r'name="form_token"[^>]*value="([^"]+)"', html)
+    assert match, "no one-time form token in the page"
+    return {"csrf_token": csrf_from(html), "form_token": match.group(1)}
+
+
 @pytest.fixture
 def auth(client):
     return AuthActions(client)

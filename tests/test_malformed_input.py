@@ -5,7 +5,6 @@ reached a query would be a 500 there). The test app propagates exceptions, so an
 unhandled one fails the test by itself; the log is checked for tracebacks too.
 """
 import base64
-import json
 import logging
 import os
 import subprocess

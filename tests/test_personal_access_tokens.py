@@ -8,13 +8,12 @@ import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import AuditEvent, PersonalAccessToken
-from webapp.services import accounts, credentials, personal_access_tokens as pats
+from webapp.services import accounts, personal_access_tokens as pats
 from webapp.services.errors import Invalid
 
 from webapp.protocols.api_v4 import DOOR as API_DOOR
-from webapp.services import secret_tokens
 
-from .conftest import csrf_from
+from .conftest import csrf_from, form_fields
 from .support import resolve
 
 PAGE = "/-/user_settings/personal_access_tokens"
@@ -111,13 +110,13 @@ def test_top_bar_links_to_the_page(client, alice):
 
 
 def test_create_without_javascript_shows_the_token_once(client, alice, app):
-    response = client.post(PAGE, data={"csrf_token": _csrf(client), "name": "terraform",
+    response = client.post(PAGE, data={**form_fields(client, PAGE), "name": "terraform",
                                        "api": "y", "expires_at": "2031-01-31"})
-    assert response.status_code == 302
-    html = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert response.status_code == 201 and response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
     secret = SECRET_RE.search(html).group(0)
     assert "Your new personal access token" in html and "terraform" in html
-    assert "2031-01-31" in html
+    assert 'title="2031-01-31 00:00 UTC"' in html
     assert SECRET_RE.search(client.get(PAGE).get_data(as_text=True)) is None
     assert client.get("/api/v4/user", headers={"PRIVATE-TOKEN": secret}).get_json()["username"] == "alice"
     with app.app_context():
@@ -129,10 +128,10 @@ def test_create_without_javascript_shows_the_token_once(client, alice, app):
 
 
 def test_create_with_htmx_returns_the_panel_with_the_token(client, alice):
-    csrf = _csrf(client)
-    response = client.post(PAGE, data={"name": "ci", "read_api": "y"},
-                           headers={"HX-Request": "true", "X-CSRFToken": csrf})
-    assert response.status_code == 200
+    fields = form_fields(client, PAGE)
+    response = client.post(PAGE, data={"name": "ci", "read_api": "y", "form_token": fields["form_token"]},
+                           headers={"HX-Request": "true", "X-CSRFToken": fields["csrf_token"]})
+    assert response.status_code == 201
     panel = response.get_data(as_text=True)
     assert panel.lstrip().startswith('<section id="personal-access-tokens"')
     assert "<html" not in panel and SECRET_RE.search(panel)
@@ -148,7 +147,7 @@ def test_create_with_htmx_returns_the_panel_with_the_token(client, alice):
     ({"name": "x", "api": "y", "expires_at": "31/01/2031"}, "not a valid date"),
 ])
 def test_invalid_form_is_422_with_the_error_and_creates_nothing(client, alice, app, data, message):
-    response = client.post(PAGE, data={"csrf_token": _csrf(client), **data})
+    response = client.post(PAGE, data={**form_fields(client, PAGE), **data})
     assert response.status_code == 422
     assert message in unescape(response.get_data(as_text=True))
     with app.app_context():
@@ -168,7 +167,7 @@ def test_revoke_asks_for_confirmation_then_the_token_stops_working(client, alice
     url = re.search(r'action="(/-/user_settings/personal_access_tokens/\d+/revoke)"', html).group(1)
     confirm = client.get(url)
     assert confirm.status_code == 200
-    assert "You are about to revoke old" in confirm.get_data(as_text=True)
+    assert "You are about to revoke <strong>old</strong>, with the scopes api." in confirm.get_data(as_text=True)
     response = client.post(url, data={"csrf_token": csrf_from(confirm.get_data(as_text=True))})
     assert response.status_code == 302
     page = client.get(PAGE).get_data(as_text=True)
@@ -180,7 +179,7 @@ def test_revoke_asks_for_confirmation_then_the_token_stops_working(client, alice
 def test_revoke_with_htmx_returns_the_panel(client, alice, make):
     make.pat("alice", name="old")
     csrf = _csrf(client)
-    url = re.search(r'hx-post="(/-/user_settings/personal_access_tokens/\d+/revoke)"',
+    url = re.search(r'data-revoke="(/-/user_settings/personal_access_tokens/\d+/revoke)"',
                     client.get(PAGE).get_data(as_text=True)).group(1)
     response = client.post(url, headers={"HX-Request": "true", "X-CSRFToken": csrf})
     assert response.status_code == 200

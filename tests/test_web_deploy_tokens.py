@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from webapp.extensions import db
 from webapp.models import DeployToken, utcnow
 
-from .conftest import csrf_from
+from .conftest import csrf_from, form_fields
 
 SETTINGS = "/tanuki/awesome_project/-/settings/repository"
 CREATE = SETTINGS + "/deploy_token/create"
@@ -30,9 +30,7 @@ def token_count(app) -> int:
 
 
 def form_data(client, url=SETTINGS, **fields):
-    data = {"csrf_token": csrf_from(client.get(url).get_data(as_text=True)), "name": "ci"}
-    data.update(fields)
-    return data
+    return {**form_fields(client, url), "name": "ci", **fields}
 
 
 def htmx_headers(client, url=SETTINGS):
@@ -41,7 +39,7 @@ def htmx_headers(client, url=SETTINGS):
 
 
 def secret_in(html: str) -> str:
-    match = re.search(r'id="deploy-token-token" readonly value="([^"]+)"', html)
+    match = re.search(r'id="deploy-tokens-secret-2" readonly value="([^"]+)"', html)
     assert match, "no reveal panel"
     return match.group(1)
 
@@ -57,14 +55,15 @@ def test_panel_uses_gitlabs_words(client, maintainer):
     for scope in ("read_repository", "read_registry", "write_registry",
                   "read_package_registry", "write_package_registry"):
         assert f'name="{scope}"' in html
-    assert "This project has no active deploy tokens." in html
+    assert "No active deploy tokens." in html
 
 
 def test_create_without_javascript_reveals_the_secret_once(app, client, maintainer):
-    response = client.post(CREATE, data=form_data(client, read_repository="y", username="bot"))
-    assert response.status_code == 302
-    shown = client.get(response.headers["Location"])
+    shown = client.post(CREATE, data=form_data(client, read_repository="y", username="bot"))
+    # The answer is the page with the secret: no redirect, so no secret waits in a cookie.
+    assert shown.status_code == 201
     assert shown.headers["Cache-Control"] == "no-store"
+    assert "Set-Cookie" not in shown.headers or "gldt-" not in shown.headers["Set-Cookie"]
     page = shown.get_data(as_text=True)
     assert "Your new deploy token" in page
     assert "Use this token as a password. Save it. This password can not be recovered." in page
@@ -80,10 +79,10 @@ def test_create_without_javascript_reveals_the_secret_once(app, client, maintain
 
 
 def test_create_with_htmx_swaps_the_partial_with_the_reveal(client, maintainer):
-    response = client.post(CREATE, data={"name": "ci", "read_registry": "y"},
+    response = client.post(CREATE, data=form_data(client, read_registry="y"),
                            headers=htmx_headers(client))
     html = response.get_data(as_text=True)
-    assert response.status_code == 200
+    assert response.status_code == 201
     assert "HX-Request" in response.headers["Vary"]
     assert html.lstrip().startswith('<section id="deploy-tokens"')
     assert "<html" not in html
@@ -101,7 +100,7 @@ def test_full_page_for_history_restore(client, maintainer):
 def test_post_without_csrf_token_is_refused_and_creates_nothing(app, client, maintainer):
     response = client.post(CREATE, data={"name": "ci", "read_repository": "y"})
     assert response.status_code == 400
-    assert "security token" in response.get_data(as_text=True)
+    assert "This form has expired. Reload the page." in response.get_data(as_text=True)
     response = client.post(CREATE, data={"name": "ci", "read_repository": "y"},
                            headers={"HX-Request": "true"})
     assert response.status_code == 400
@@ -124,13 +123,15 @@ def test_post_without_csrf_token_is_refused_and_creates_nothing(app, client, mai
 @pytest.mark.parametrize("htmx", [False, True], ids=["plain", "htmx"])
 def test_invalid_input_shows_its_message_and_creates_nothing(app, client, maintainer, fields, message, htmx):
     headers = htmx_headers(client) if htmx else {}
-    data = form_data(client, **fields) if not htmx else {"name": "ci", **fields}
+    data = form_data(client, **fields)
     response = client.post(CREATE, data=data, headers=headers)
     html = response.get_data(as_text=True)
     assert response.status_code == 422
     assert message in html
-    assert 'class="field-error"' in html
+    assert 'class="field-error"' in html and 'aria-invalid="true"' in html
     assert "<details open" in html  # the section stays expanded to show the error
+    assert 'class="add-token" open' in html  # and so does the form
+    assert html.count(" autofocus") == 1  # the first invalid field takes the focus
     assert token_count(app) == 0
 
 
@@ -151,9 +152,10 @@ def test_valid_input_survives_a_failed_submit(client, maintainer):
 def test_revoke_without_javascript_confirms_first(app, client, make, maintainer):
     token_id, _, _ = make.token("tanuki/awesome_project", name="old-ci")
     url = f"/tanuki/awesome_project/-/deploy_tokens/{token_id}/revoke"
-    confirm = client.get(url).get_data(as_text=True)
+    confirm = client.get(url + "?page=1").get_data(as_text=True)
     assert "Revoke old-ci?" in confirm
-    assert "You are about to revoke old-ci. This action cannot be undone." in confirm
+    assert "You are about to revoke <strong>old-ci</strong>" in confirm
+    assert "with the scopes read_repository" in confirm and "This action cannot be undone." in confirm
     assert "Cancel" in confirm
     with app.app_context():
         assert not db.session.get(DeployToken, token_id).revoked
@@ -168,13 +170,20 @@ def test_revoke_without_javascript_confirms_first(app, client, make, maintainer)
 
 
 def test_revoke_with_htmx_asks_and_swaps(app, client, make, maintainer):
-    token_id, _, _ = make.token("tanuki/awesome_project", name="old-ci")
+    token_id, username, _ = make.token("tanuki/awesome_project", name="old-ci")
     page = client.get(SETTINGS).get_data(as_text=True)
-    assert 'hx-confirm="Revoke old-ci?' in page
     url = f"/tanuki/awesome_project/-/deploy_tokens/{token_id}/revoke"
-    html = client.post(url, headers=htmx_headers(client)).get_data(as_text=True)
+    # The in-page dialog learns the token's name, username and scopes from the button.
+    assert f'data-revoke="{url}"' in page and 'data-name="old-ci"' in page
+    assert f'data-username="{username}"' in page and 'data-scopes="read_repository"' in page
+    assert '<dialog id="deploy-tokens-revoke-dialog"' in page
+    response = client.post(url, headers=htmx_headers(client))
+    html = response.get_data(as_text=True)
     assert html.lstrip().startswith('<section id="deploy-tokens"')
     assert "Active deploy tokens (0)" in html and "Inactive deploy tokens (1)" in html
+    assert "Revoked deploy token old-ci." in html
+    assert "Revoked deploy token old-ci." in response.headers["HX-Trigger"]
+    assert re.search(r'<h3 id="deploy-tokens-active"[^>]* autofocus', html)
 
 
 def test_revoke_needs_csrf(app, client, make, maintainer):
@@ -205,12 +214,13 @@ def test_table_shows_expiry_scopes_and_last_use(app, client, make, maintainer):
         from webapp.services import deploy_tokens
         deploy_tokens.DEPLOY_TOKENS.touch(used_id, "203.0.113.9")
     html = client.get(SETTINGS).get_data(as_text=True)
-    row = lambda name: html[html.index(f"<td>{name}"):].split("</tr>")[0]
-    assert 'class="expires-soon"' in row("soon") and soon.isoformat() in row("soon")
+    row = lambda name: html[html.index(f'<span class="token-name">{name}'):].split("</tr>")[0]
+    assert 'class="expires-soon"' in row("soon") and f'title="{soon.isoformat()} 00:00 UTC"' in row("soon")
+    assert re.search(r">in 2 days</time>", row("soon"))  # relative, rounded down
     assert "expires-soon" not in row("later") and later.isoformat() in row("later")
     assert "Never" in row("forever")
     assert "read_registry" in row("soon") and "write_registry" in row("soon")
-    assert "from 203.0.113.9" in row("later") and " UTC" in row("later")
+    assert "from 203.0.113.9" in row("later") and ">just now</time>" in row("later")
     assert row("forever").count("Never") == 2  # expires, last used
 
 
@@ -243,7 +253,7 @@ def test_group_panel_creates_group_tokens_and_warns_about_ci(app, client, mainta
     assert "is <strong>not</strong> exposed to CI jobs" in html
     response = client.post("/groups/tanuki/-/settings/repository/deploy_token/create",
                            data=form_data(client, GROUP_SETTINGS, read_repository="y"))
-    assert response.status_code == 302
+    assert response.status_code == 201
     with app.app_context():
         token = db.session.scalar(sa.select(DeployToken))
         assert token.group_id is not None and token.project_id is None

@@ -135,3 +135,14 @@ def test_dashboard_pages_long_lists(client, make):
     second = client.get("/?page=2").get_data(as_text=True)
     assert "pub/p20" in second and "pub/p00" not in second
     assert "Page 2 of 2" in client.get("/?page=99").get_data(as_text=True)
+
+
+def test_breadcrumbs_name_the_groups_and_the_project_as_their_pages_do(client, make, auth):
+    make.group("tanuki", name="Tanuki")
+    make.group("tanuki/infra", name="Infra")
+    make.project("tanuki/infra/deploy", name="Deploy service", visibility="public")
+    html = client.get("/tanuki/infra/deploy").get_data(as_text=True)
+    crumbs = html[html.index('class="breadcrumbs"'):].split("</nav>")[0]
+    assert '<a href="/groups/tanuki">Tanuki</a> / <a href="/groups/tanuki/infra">Infra</a> / ' in crumbs
+    assert '<a href="/tanuki/infra/deploy">Deploy service</a>' in crumbs
+    assert "<h1>Deploy service " in html

@@ -1,6 +1,7 @@
 """Configuration: defaults, then the environment, then the mapping tests pass in."""
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 DEFAULTS = {
@@ -11,6 +12,14 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": None,
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
+    # A browser session ends after this many seconds without a request (GitLab's
+    # default, one week). "Remember me" keeps the cookie across browser restarts for as
+    # long; otherwise it is a session cookie, gone when the browser closes.
+    "SESSION_IDLE_TIMEOUT": 7 * 24 * 3600,
+    # Flask-Login's own remember cookie is never set (see web/auth.py); if it were, it
+    # would get the same flags as the session cookie.
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "PER_PAGE": 20,
     # werkzeug's method string; tests use a cheap one, production keeps scrypt.
@@ -71,6 +80,11 @@ def load(app, config=None):
     app.config.setdefault("DATA_DIR", str(instance / "data"))
     app.config.setdefault("DEMO_CREDENTIALS_FILE", str(instance / "demo-credentials.txt"))
     app.config["EXTERNAL_URL"] = app.config["EXTERNAL_URL"].rstrip("/")
+    # Served over https: cookies never travel over plain http.
+    if app.config["EXTERNAL_URL"].lower().startswith("https://"):
+        app.config["SESSION_COOKIE_SECURE"] = app.config["REMEMBER_COOKIE_SECURE"] = True
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(
+        seconds=int(app.config["SESSION_IDLE_TIMEOUT"]))
     # Read (and created) only when a recoverable secret is first encrypted or decrypted.
     app.config.setdefault("ENCRYPTION_KEY_FILE", str(instance / "encryption_key"))
     if not app.config.get("SECRET_KEY"):

@@ -7,18 +7,18 @@ import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import RunnerToken, utcnow
-from webapp.services import accounts, credentials, runners
+from webapp.services import accounts, runners
 
 from webapp.protocols.ci import DOOR as CI_DOOR
 
-from ..conftest import csrf_from
+from ..conftest import csrf_from, form_fields
 from ..support import resolve
 
 PROJECT = "tanuki/app"
 PAGE = f"/{PROJECT}/-/settings/ci_cd"
 CREATE = f"{PAGE}/runners"
 HTMX = {"HX-Request": "true"}
-TOKEN_RE = re.compile(r'id="runner-token-token" readonly value="(glrt-[^"]+)"')
+TOKEN_RE = re.compile(r'id="runners-secret-1" readonly value="(glrt-[^"]+)"')
 
 
 @pytest.fixture
@@ -65,17 +65,15 @@ def test_maintainer_finds_it_from_the_project_and_repository_pages(maintainer, c
     for url in (f"/{PROJECT}", f"/{PROJECT}/-/settings/repository"):
         assert f'href="{PAGE}"' in client.get(url).get_data(as_text=True)
     html = client.get(PAGE).get_data(as_text=True)
-    assert "<h2>Runners</h2>" in html
-    assert "This project has no active runner tokens." in html
+    assert '<h2 id="runners-title">Runners' in html
+    assert "No active runner tokens." in html
     assert "Active runner tokens (0)" in html
 
 
 def test_create_without_javascript_reveals_the_token_once(maintainer, client, app):
-    response = client.post(CREATE, data={"description": "build host 1",
-                                         "csrf_token": _csrf(client)})
-    assert response.status_code == 302
-    assert response.headers["Location"].endswith(f"{PAGE}#runners")
-    html = client.get(PAGE).get_data(as_text=True)
+    response = client.post(CREATE, data={"description": "build host 1", **form_fields(client, PAGE)})
+    assert response.status_code == 201 and response.headers["Cache-Control"] == "no-store"
+    html = response.get_data(as_text=True)
     secret = TOKEN_RE.search(html).group(1)
     assert "This token can not be recovered." in html and "Active runner tokens (1)" in html
     assert "build host 1" in html
@@ -85,10 +83,10 @@ def test_create_without_javascript_reveals_the_token_once(maintainer, client, ap
 
 
 def test_create_with_htmx_swaps_the_section(maintainer, client):
-    response = client.post(CREATE, data={"description": "x", "csrf_token": _csrf(client)},
+    response = client.post(CREATE, data={"description": "x", **form_fields(client, PAGE)},
                            headers=HTMX)
     html = response.get_data(as_text=True)
-    assert response.status_code == 200
+    assert response.status_code == 201
     assert html.lstrip().startswith('<section id="runners"')
     assert "<html" not in html and TOKEN_RE.search(html)
     assert "HX-Request" in response.headers["Vary"]
@@ -101,11 +99,12 @@ def test_create_without_csrf_is_refused_and_changes_nothing(maintainer, client, 
 
 
 def test_too_long_description_is_shown_next_to_the_field(maintainer, client, app):
-    response = client.post(CREATE, data={"description": "x" * 256, "csrf_token": _csrf(client)},
+    response = client.post(CREATE, data={"description": "x" * 256, **form_fields(client, PAGE)},
                            headers=HTMX)
     assert response.status_code == 422
     html = response.get_data(as_text=True)
-    assert 'id="runner_description-error"' in html and "too long" in html
+    assert 'id="runners-description-error"' in html and "too long" in html
+    assert 'aria-describedby="runners-description-hint runners-description-error"' in html
     assert _runner_count(app) == 0
 
 
@@ -123,14 +122,14 @@ def test_revoke_without_javascript_confirms_first(maintainer, client, app):
     response = client.post(url, data={"csrf_token": csrf_from(confirm)})
     assert response.status_code == 302
     html = client.get(PAGE).get_data(as_text=True)
-    assert "Revoked runner token old box." in html and "Revoked runner tokens (1)" in html
+    assert "Revoked runner token old box." in html and "Inactive runner tokens (1)" in html
     assert "Active runner tokens (0)" in html
 
 
 def test_revoke_with_htmx_asks_and_swaps(maintainer, client, app):
     runner_id = _create(app, description="box")
     url = f"/{PROJECT}/-/runners/{runner_id}/revoke"
-    assert 'hx-confirm="Revoke box?' in client.get(PAGE).get_data(as_text=True)
+    assert 'data-name="box"' in client.get(PAGE).get_data(as_text=True)
     response = client.post(url, headers={**HTMX, "X-CSRFToken": _csrf(client)})
     html = response.get_data(as_text=True)
     assert response.status_code == 200 and html.lstrip().startswith('<section id="runners"')
@@ -197,5 +196,5 @@ def test_only_the_token_ci_uses_is_marked(maintainer, make, client):
     newest, _, _ = make.token(PROJECT, name="gitlab-deploy-token", username="newer")
     html = client.get(f"/{PROJECT}/-/settings/repository").get_data(as_text=True)
     assert html.count(BADGE) == 1
-    row = re.search(rf'<tr id="deploy-token-{newest}">.*?</tr>', html, re.S).group(0)
+    row = re.search(rf'<tr id="deploy-tokens-{newest}">.*?</tr>', html, re.S).group(0)
     assert BADGE in row

@@ -6,7 +6,7 @@ import sqlalchemy as sa
 
 from webapp.extensions import db
 from webapp.models import AuditEvent, RunnerToken
-from webapp.services import accounts, credentials, deploy_tokens, runners
+from webapp.services import accounts, credentials, runners
 from webapp.services.errors import Invalid, NotFound
 from webapp.protocols.ci import DOOR as CI_DOOR
 from webapp.protocols.git_http import DOOR as GIT_DOOR

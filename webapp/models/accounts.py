@@ -45,9 +45,21 @@ class User(UserMixin, db.Model):
     # locked_until (GitLab's account lock). Tokens are not affected.
     failed_attempts: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
     locked_until: so.Mapped[Optional[datetime]] = so.mapped_column(UTCDateTime)
+    # Part of the id every browser session carries (get_id): bumping it ends them all.
+    session_generation: so.Mapped[int] = so.mapped_column(default=0, server_default="0")
 
     def set_password(self, password: str, method: str = "scrypt") -> None:
         self.password_hash = generate_password_hash(password, method=method)
+        self.end_sessions()
+
+    def end_sessions(self) -> None:
+        """Make every existing browser session of this user invalid (not committed)."""
+        self.session_generation = (self.session_generation or 0) + 1
+
+    def get_id(self) -> str:
+        # Flask-Login keeps this in the session: "<id>:<generation>", so a session made
+        # before the last sign-out or password change no longer loads its user.
+        return f"{self.id}:{self.session_generation or 0}"
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

@@ -347,7 +347,7 @@ def create_token(kind: str, ref: str):
         username=_string(params, "username"),
         expires_at=_expiry(_string(params, "expires_at")),
         actor=_actor(principal), ip=request.remote_addr)
-    return jsonify(token_json(token, utcnow(), secret)), 201
+    return jsonify(token_json(token, utcnow(), secret)), 201, {"Cache-Control": "no-store"}
 
 
 def show_token(kind: str, ref: str, token_id: int):

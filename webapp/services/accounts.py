@@ -154,6 +154,13 @@ def unlock(username: str) -> User:
     return user
 
 
+def end_sessions(user: User) -> None:
+    """Sign the user out of every browser, this one included."""
+    user = db.session.merge(user)
+    user.end_sessions()
+    db.session.commit()
+
+
 def find_user(username: str) -> Optional[User]:
     return db.session.scalar(sa.select(User).where(User.username == username))
 

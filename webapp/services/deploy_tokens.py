@@ -12,7 +12,9 @@ from ..models import SCOPES, DeployToken, Group, Project, User, utcnow
 from . import audit, encryption, secret_tokens
 from .secret_tokens import TokenKind
 
-USERNAME_RE = re.compile(r"^[a-zA-Z0-9.+_-]+$")
+USERNAME_RE = re.compile(r"[a-zA-Z0-9.+_-]+")
+# The form every default username takes; nobody may choose one (it is another token's).
+RESERVED_USERNAME_RE = re.compile(r"gitlab\+deploy-token-\d+", re.IGNORECASE)
 CI_TOKEN_NAME = "gitlab-deploy-token"
 Owner = Union[Project, Group]
 
@@ -31,10 +33,18 @@ def validate_username(username: Optional[str]) -> dict[str, list[str]]:
     """The rules a custom username breaks, by field; empty when it is valid or unset."""
     if not username:
         return {}
-    if problems := secret_tokens.check_text(username, "Username"):
-        return {"username": problems}
-    if not USERNAME_RE.match(username):
+    if len(username) > secret_tokens.NAME_MAX:
+        return {"username": [f"Username is too long (maximum is {secret_tokens.NAME_MAX} "
+                             "characters)"]}
+    if not USERNAME_RE.fullmatch(username):
         return {"username": ["Username can contain only letters, digits, '_', '-', '+', and '.'"]}
+    if RESERVED_USERNAME_RE.fullmatch(username):
+        return {"username": ["Username cannot take the form gitlab+deploy-token-N: that is "
+                             "the default username of another token"]}
+    if db.session.scalar(sa.select(User.id).where(
+            sa.func.lower(User.username) == username.lower())) is not None:
+        # Registry tokens and audit logs name the username: it must not be a person's.
+        return {"username": ["Username is taken by a user: choose another one"]}
     return {}
 
 

@@ -47,8 +47,9 @@ def clean_scopes(scopes: Iterable[str]) -> list[str]:
 
 
 def has_control_characters(text: str) -> bool:
-    """Control, format (bidirectional overrides, zero-width) or unassigned characters."""
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") for ch in text)
+    """Control, format (bidirectional overrides, zero-width), line separators, unassigned."""
+    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+               for ch in text)
 
 
 def check_text(value: str, field_label: str) -> list[str]:
@@ -56,7 +57,8 @@ def check_text(value: str, field_label: str) -> list[str]:
     if len(value) > NAME_MAX:
         return [f"{field_label} is too long (maximum is {NAME_MAX} characters)"]
     if has_control_characters(value):
-        return [f"{field_label} cannot contain control or text-direction characters"]
+        return [f"{field_label} cannot contain control characters or invisible formatting "
+                "characters (such as right-to-left overrides)"]
     return []
 
 

@@ -6,10 +6,13 @@ before any view ran).
 """
 import re
 
-from flask import jsonify, render_template, request
+from flask import flash, jsonify, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 
 from ..services.errors import DomainError, Malformed
+from .render import is_htmx
 
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
           405: "Method not allowed", 413: "Too large", 500: "Something went wrong",
@@ -66,20 +69,47 @@ def _json(status: int, error=None):
     return jsonify(message=f"{status} {TITLES.get(status, '')}".strip()), status, headers
 
 
-def _page(status: int, message: str = "", error=None):
+FORM_EXPIRED = "This form has expired. Reload the page."
+_ELEMENT_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def _htmx_alert(status: int, message: str):
+    """An error for htmx: a message into the panel that asked, never a page into it."""
+    target = request.headers.get("HX-Target", "")
+    where = f"#{target} [data-alerts]" if _ELEMENT_ID.match(target) else "#page-alerts"
+    body = f'<p class="flash flash-error" role="alert">{escape(message)}</p>'
+    return body, status, {"HX-Retarget": where, "HX-Reswap": "innerHTML",
+                          "Content-Type": "text/html; charset=utf-8",
+                          "Vary": "HX-Request"}
+
+
+def _page(status: int, message: str = "", error=None, title: str = ""):
     if _wants_json():
         return _json(status, error)
-    return render_template("errors/error.html", status=status, title=TITLES.get(status, "Error"),
-                           message=message or MESSAGES.get(status, "")), status
+    message = message or MESSAGES.get(status, "")
+    title = title or TITLES.get(status, "Error")
+    if is_htmx():
+        return _htmx_alert(status, f"{title}: {message}" if message else title)
+    return render_template("errors/error.html", status=status, title=title,
+                           message=message), status
 
 
 def register(app) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error):
-        return render_template(
-            "errors/error.html", status=400, title="Your form expired",
-            message="The security token of this form is missing or expired. Reload the "
-                    "page and submit it again."), 400
+        from .auth import unauthorized
+        if request.endpoint == "auth.sign_in":
+            from .auth import sign_in_page
+            flash(FORM_EXPIRED, "warning")
+            return sign_in_page(400)
+        if not current_user.is_authenticated:
+            # No session left to hold the form's token: signed out elsewhere, idle, or
+            # the cookie is gone. Say so on the sign-in page.
+            return unauthorized()
+        if is_htmx():
+            return _htmx_alert(400, FORM_EXPIRED)
+        return _page(400, f"{FORM_EXPIRED} Its security token is missing or no longer "
+                          "valid; nothing was changed.", title="Your form expired")
 
     @app.errorhandler(DomainError)
     def domain_error(error):

@@ -1,6 +1,6 @@
 """Forms check shape only; the services hold the rules."""
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, DateField, PasswordField, StringField
+from wtforms import BooleanField, DateField, HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, Optional
 
 from ..models import PAT_SCOPES, SCOPES
@@ -12,33 +12,38 @@ class SignInForm(FlaskForm):
     remember_me = BooleanField("Remember me")
 
 
-class DeployTokenForm(FlaskForm):
+class TokenForm(FlaskForm):
+    """What every create form of a token panel has: a one-time token (web/one_time.py)."""
+
+    form_token = HiddenField()
+    scope_errors: list[str] = []
+
+    def selected_scopes(self) -> list[str]:
+        return [scope for scope in self.scopes if getattr(self, scope).data]
+
+
+class DeployTokenForm(TokenForm):
+    scopes = SCOPES
     name = StringField("Name")
     expires_at = DateField(
         "Expiration date (optional)", validators=[Optional()],
         format="%Y-%m-%d")
     username = StringField("Username (optional)")
-    scope_errors: list[str] = []
-
-    def selected_scopes(self) -> list[str]:
-        return [scope for scope in SCOPES if getattr(self, scope).data]
 
 
 for _scope, _description in SCOPES.items():
     setattr(DeployTokenForm, _scope, BooleanField(_scope, description=_description))
 
 
-class RunnerTokenForm(FlaskForm):
+class RunnerTokenForm(TokenForm):
+    scopes: dict[str, str] = {}
     description = StringField("Description (optional)")
 
 
-class PersonalAccessTokenForm(FlaskForm):
+class PersonalAccessTokenForm(TokenForm):
+    scopes = PAT_SCOPES
     name = StringField("Token name")
     expires_at = DateField("Expiration date (optional)", validators=[Optional()], format="%Y-%m-%d")
-    scope_errors: list[str] = []
-
-    def selected_scopes(self) -> list[str]:
-        return [scope for scope in PAT_SCOPES if getattr(self, scope).data]
 
 
 for _scope, _description in PAT_SCOPES.items():

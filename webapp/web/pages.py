@@ -44,7 +44,9 @@ def project(full_path: str):
         if cloned is not None and can(me, Action.READ_PROJECT, cloned):
             # A clone URL pasted into a browser: show the project, as GitLab does.
             return redirect(url_for("pages.project", full_path=cloned.full_path))
-        if accounts.find_group(full_path) is not None:
+        group = accounts.find_group(full_path)
+        # Only a group the visitor may see leads on: any other answers as a missing one.
+        if group is not None and visible(me, group):
             return redirect(url_for("pages.group", full_path=full_path))
         abort(404)
     if not can(me, Action.READ_PROJECT, target):

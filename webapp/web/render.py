@@ -46,3 +46,19 @@ def paginate(items: Sequence, per_page: int = 20, arg: str = "page") -> Page:
     pages = max(1, math.ceil(len(items) / per_page))
     number = min(max(request.args.get(arg, 1, type=int), 1), pages)
     return Page(items[(number - 1) * per_page: number * per_page], number, pages, len(items))
+
+
+_UNITS = [("year", 365 * 86400), ("month", 30 * 86400), ("day", 86400), ("hour", 3600),
+          ("minute", 60)]
+
+
+def relative_time(when, now) -> str:
+    """"in 3 days", "5 minutes ago", "just now": the nearest whole unit, rounded down."""
+    seconds = (when - now).total_seconds()
+    size = abs(seconds)
+    for unit, length in _UNITS:
+        if size >= length:
+            n = int(size // length)
+            words = f"{n} {unit}{'s' if n != 1 else ''}"
+            return f"in {words}" if seconds > 0 else f"{words} ago"
+    return "in less than a minute" if seconds > 0 else "just now"
