@@ -111,7 +111,7 @@ def test_tokens_that_may_not_read_or_push_get_git_lfs_to_say_why(
         cwd=clone)
     pushed = git("lfs", "push", "--all", "origin", cwd=clone, check=False)
     assert pushed.returncode != 0
-    assert "Deploy tokens are read-only" in pushed.stderr
+    assert "deploy tokens are read-only" in pushed.stderr
     git("config", "--unset", "lfs.url", cwd=clone)
     pulled = git("lfs", "pull", cwd=clone)
     assert pulled.returncode == 0
