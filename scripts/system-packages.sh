@@ -13,6 +13,7 @@ declare -A NEEDED=(
   [npm]=npm
   [curl]=curl
   [redis-server]=redis-server
+  [nginx]=nginx
 )
 
 missing=()
