@@ -12,8 +12,11 @@ export GATEHOUSE_LISTEN="${GATEHOUSE_LISTEN:-127.0.0.1:5000}"
 export GATEHOUSE_EXTERNAL_URL="${GATEHOUSE_EXTERNAL_URL:-http://$GATEHOUSE_LISTEN}"
 export GATEHOUSE_REGISTRY_URL="${GATEHOUSE_REGISTRY_URL:-127.0.0.1:5050}"
 GC_INTERVAL="${GATEHOUSE_GC_INTERVAL:-3600}"
-RUN_DIR=instance/run
+# Sockets, logs and generated configs of this run (tests point it elsewhere).
+RUN_DIR="${GATEHOUSE_RUN_DIR:-instance/run}"
+CREDENTIALS="${GATEHOUSE_DEMO_CREDENTIALS_FILE:-instance/demo-credentials.txt}"
 mkdir -p "$RUN_DIR"
+RUN_DIR="$(cd "$RUN_DIR" && pwd)"
 
 busy() {  # address, variable that sets it
   echo "make run: $1 is already in use (another Gatehouse, or another program)." >&2
@@ -25,7 +28,7 @@ have_nginx=$(command -v nginx >/dev/null 2>&1 && echo yes || echo no)
 have_registry=$(command -v docker-registry >/dev/null 2>&1 && echo yes || echo no)
 if [ "$have_nginx" = yes ]; then
   $PORTS free "$GATEHOUSE_LISTEN" || busy "$GATEHOUSE_LISTEN" GATEHOUSE_LISTEN
-  export GATEHOUSE_BIND="unix:$PWD/$RUN_DIR/gunicorn.sock"
+  export GATEHOUSE_BIND="unix:$RUN_DIR/gunicorn.sock"
   # nginx is the one proxy in front: believe its X-Forwarded-For, let it serve downloads.
   export GATEHOUSE_TRUSTED_PROXIES=1 GATEHOUSE_ACCEL_REDIRECT=true
 else
@@ -62,13 +65,13 @@ clean_up_storage() {
   $FLASK packages gc || true
   $FLASK repositories gc || true
 }
-clean_up_storage >>instance/gc.log 2>&1
+clean_up_storage >>"$RUN_DIR/gc.log" 2>&1
 (
   trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
   while :; do
     sleep "$GC_INTERVAL" & sleeper=$!
     wait "$sleeper"
-    clean_up_storage >>instance/gc.log 2>&1
+    clean_up_storage >>"$RUN_DIR/gc.log" 2>&1
   done
 ) &
 pids+=($!)
@@ -83,11 +86,11 @@ fi
 
 if [ "$have_nginx" = yes ]; then
   $FLASK nginx config --listen "$GATEHOUSE_LISTEN" --upstream "$GATEHOUSE_BIND" \
-    --runtime-dir "$PWD/$RUN_DIR/nginx" $([ "$(id -u)" = 0 ] && echo --user root) \
+    --runtime-dir "$RUN_DIR/nginx" $([ "$(id -u)" = 0 ] && echo --user root) \
     >"$RUN_DIR/nginx.conf"
   mkdir -p "$RUN_DIR/nginx"
-  nginx -p "$PWD/$RUN_DIR/nginx" -c "$PWD/$RUN_DIR/nginx.conf" -g 'daemon off;' \
-    -e "$PWD/$RUN_DIR/nginx/error.log" &
+  nginx -p "$RUN_DIR/nginx" -c "$RUN_DIR/nginx.conf" -g 'daemon off;' \
+    -e "$RUN_DIR/nginx/error.log" &
   nginx_pid=$!
   pids+=($nginx_pid)
   if ! $PORTS wait "$GATEHOUSE_LISTEN" "$nginx_pid" 15; then
@@ -104,20 +107,20 @@ fi
 # The real container registry beside the app, trusting Gatehouse's /jwt/auth tokens. If it
 # cannot start, say why and keep serving everything else.
 if [ "$have_registry" = yes ]; then
-  $FLASK registry config >instance/registry.yml
-  : >instance/registry.log
+  $FLASK registry config >"$RUN_DIR/registry.yml"
+  : >"$RUN_DIR/registry.log"
   (
     # distribution reads REGISTRY_* variables as overrides of its config file.
     for var in $(compgen -e | grep '^REGISTRY_' || true); do unset "$var"; done
-    exec docker-registry serve instance/registry.yml
-  ) >>instance/registry.log 2>&1 &
+    exec docker-registry serve "$RUN_DIR/registry.yml"
+  ) >>"$RUN_DIR/registry.log" 2>&1 &
   registry_pid=$!
   pids+=($registry_pid)
   if $PORTS wait "$GATEHOUSE_REGISTRY_URL" "$registry_pid" 15; then
-    registry="http://$GATEHOUSE_REGISTRY_URL (log: instance/registry.log)"
+    registry="http://$GATEHOUSE_REGISTRY_URL (log: $RUN_DIR/registry.log)"
   else
-    registry="NOT RUNNING: docker-registry failed to start; last lines of instance/registry.log:"
-    registry+=$'\n'"$(tail -n 10 instance/registry.log | sed 's/^/    /')"
+    registry="NOT RUNNING: docker-registry failed to start; last lines of $RUN_DIR/registry.log:"
+    registry+=$'\n'"$(tail -n 10 "$RUN_DIR/registry.log" | sed 's/^/    /')"
   fi
 else
   registry="not started: install docker-registry (make system-packages)"
@@ -127,7 +130,7 @@ echo
 echo "Gatehouse:  $GATEHOUSE_EXTERNAL_URL"
 echo "Front:      $front"
 echo "Registry:   $registry"
-[ -f instance/demo-credentials.txt ] && sed 's/^/  /' instance/demo-credentials.txt
+[ -f "$CREDENTIALS" ] && sed 's/^/  /' "$CREDENTIALS"
 echo "Stop with Ctrl-C."
 # The registry may stop on its own without taking the app down.
 wait -n "$gunicorn_pid" "$nginx_pid" || true
