@@ -13,6 +13,7 @@ def create_app(config=None):
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    register_database_errors(app)
     register_cli(app)
     register_logging(app)
     trusted = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
@@ -48,6 +49,11 @@ def register_blueprints(app):
 
 def register_error_handlers(app):
     from .web.errors import register
+    register(app)
+
+
+def register_database_errors(app):
+    from .database_errors import register
     register(app)
 
 
