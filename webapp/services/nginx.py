@@ -38,6 +38,17 @@ def accel_path(sha256: str) -> str:
     return f"{ACCEL_PACKAGES}{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
+def in_front(request) -> bool:
+    """Whether this request came through our nginx, which can serve files for us.
+
+    Both must hold: the operator says nginx is in front (ACCEL_REDIRECT), and the request
+    carries the header our nginx sets (Rack::Sendfile's convention), so a request sent
+    straight to one host (health checks, tests) still gets the file itself.
+    """
+    return bool(current_app.config["ACCEL_REDIRECT"]) and \
+        request.headers.get("X-Sendfile-Type") == "X-Accel-Redirect"
+
+
 def upstream_timeout() -> int:
     """nginx's idle keep-alive to gunicorn: shorter than gunicorn's own."""
     keepalive = int(current_app.config["KEEPALIVE"])
@@ -124,6 +135,7 @@ http {{
     proxy_set_header X-Forwarded-For $remote_addr;
     proxy_set_header X-Forwarded-Proto $scheme;
     proxy_set_header X-Forwarded-Host $http_host;
+    proxy_set_header X-Sendfile-Type X-Accel-Redirect;
     proxy_redirect off;
 
     server {{

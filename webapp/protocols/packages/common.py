@@ -146,7 +146,7 @@ def send_package_file(row: PackageFile, mimetype: str = "application/octet-strea
     if not path.is_file():
         current_app.logger.error("package file %s missing at %s", row.id, path)
         error(404, "404 Package File Not Found")
-    if current_app.config["ACCEL_REDIRECT"]:
+    if nginx.in_front(request):
         return _accel_redirect(row, mimetype)
     response = send_file(path, mimetype=mimetype, as_attachment=True,
                          download_name=row.file_name, etag=row.file_sha256,
