@@ -65,3 +65,19 @@ def test_other_database_errors_stay_500(app, client):
     app.config["PROPAGATE_EXCEPTIONS"] = False
     response = client.get("/api/v4/test/broken")
     assert response.status_code == 500 and response.is_json
+
+
+def test_health_and_readiness(client):
+    health = client.get("/-/health")
+    assert health.status_code == 200 and health.data == b"Gatehouse OK"
+    ready = client.get("/-/readiness")
+    assert ready.status_code == 200
+    assert ready.json == {"status": "ok", "db_check": [{"status": "ok"}]}
+
+
+def test_readiness_fails_when_the_database_does_not_answer(app, client, monkeypatch):
+    def down(*args, **kwargs):
+        raise killed_connection()
+    monkeypatch.setattr(db.session, "execute", down)
+    ready = client.get("/-/readiness")
+    assert ready.status_code == 503 and ready.json["status"] == "failed"
