@@ -123,7 +123,7 @@ http {{
 
     upstream gatehouse {{
 {servers}
-        keepalive 64;
+        keepalive 256;
         keepalive_timeout {upstream_timeout()}s;
         keepalive_requests 10000;
     }}
