@@ -153,6 +153,8 @@ http {{
         location ~ {PACKAGES_LOCATION} {{
 {api_errors}
         client_max_body_size {max_upload};
+        # Unbuffered bodies pass through this buffer: large reads, few writes to gunicorn.
+        client_body_buffer_size 1m;
 {streaming}
 {proxy}
         }}
