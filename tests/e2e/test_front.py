@@ -172,3 +172,28 @@ def test_uploads_stream_through_nginx_unbuffered(front, small_backend, make):
     conn.send(b"a" * (4 * 1024 * 1024))
     assert conn.getresponse().status == 201
     conn.close()
+
+
+def test_nginx_reuses_upstream_connections_for_less_time_than_gunicorn_keeps_them(app, tmp_path):
+    """The race that dropped keep-alive requests: gunicorn must never close first."""
+    import re
+    import runpy
+    import subprocess
+
+    from ..support import ROOT, require_binary
+
+    binary = require_binary("nginx", "apt-get install nginx")
+    result = app.test_cli_runner().invoke(args=[
+        "nginx", "config", "--listen", "127.0.0.1:1", "--upstream", "unix:/tmp/g.sock",
+        "--runtime-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    config = result.output
+    upstream_idle = int(re.search(r"upstream gatehouse \{[^}]*keepalive_timeout (\d+)s;",
+                                  config).group(1))
+    gunicorn_keepalive = runpy.run_path(str(ROOT / "gunicorn.conf.py"))["keepalive"]
+    assert upstream_idle < gunicorn_keepalive == app.config["KEEPALIVE"]
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in config
+    (tmp_path / "nginx.conf").write_text(config)
+    checked = subprocess.run([binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
+                              "-e", str(tmp_path / "error.log")], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
