@@ -8,6 +8,12 @@ worker_class = "gthread"
 threads = int(os.environ.get("GATEHOUSE_THREADS", "8"))
 # Large clones and uploads stream for minutes; the sync default of 30 s would cut them.
 timeout = int(os.environ.get("GATEHOUSE_TIMEOUT", "600"))
+# gunicorn's default of 2 s closes idle connections while clients (or nginx) are already
+# sending their next request on them: those requests are dropped unanswered. nginx's
+# upstream keep-alive (`nginx config`) is shorter than this, so gunicorn never closes first.
+keepalive = int(os.environ.get("GATEHOUSE_KEEPALIVE", "75"))
+# SIGTERM waits this long for requests in flight; idle keep-alive connections do not count.
+graceful_timeout = int(os.environ.get("GATEHOUSE_GRACEFUL_TIMEOUT", "30"))
 control_socket_disable = True
 accesslog = "-"
 # The path without its query string: credentials must never reach the log. The

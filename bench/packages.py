@@ -1,14 +1,15 @@
-"""Package throughput: Gatehouse under gunicorn vs. nginx and a plain file copy.
+"""Package throughput: Gatehouse (alone, and behind its nginx) vs. nginx and a plain copy.
 
     .venv/bin/python bench/packages.py [--size-mb 500] [--runs 5]
 
-Downloads: the same 500 MB file through Gatehouse's generic package endpoint and from
-nginx serving it straight from disk (both with sendfile, both warm in the page cache),
-fetched with curl into /dev/null. Uploads: curl PUT to Gatehouse (streamed, hashed,
-fsynced, renamed, row committed) vs. copying the file and fsyncing the copy. The same
-file also goes through the Maven endpoint (a jar: MD5, SHA-1 and SHA-512 are computed
-as well, for the checksum files Maven asks for). Prints the median time of each and the
-ratios (target: download ≤ 1.2× nginx).
+Downloads: the same 500 MB file through Gatehouse's generic package endpoint, straight
+from gunicorn (sendfile) and through the front (`nginx config`: the app authorizes, nginx
+sends the file via X-Accel-Redirect), and from a bare nginx serving it from disk, all warm
+in the page cache, fetched with curl into /dev/null. Uploads: curl PUT to Gatehouse,
+alone and through the front (streamed, hashed, fsynced, renamed, row committed) vs.
+copying the file and fsyncing the copy. Prints the medians and the ratios (targets:
+downloads through the front ≤ 1× nginx, uploads through the front ≤ 2× a copy) The same file also goes through the Maven endpoint
+(a jar: MD5 and SHA-1 are computed as well, for the checksum files Maven asks for).
 """
 import argparse
 import os
@@ -23,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.e2e.front import nginx as gatehouse_front  # noqa: E402
 from tests.support import VENV_BIN, free_port, running  # noqa: E402
 
 NGINX_CONF = """
@@ -105,22 +107,27 @@ def main() -> None:
         port = free_port()
         env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp / 'bench.db'}",
                    GATEHOUSE_SECRET_KEY="bench", GATEHOUSE_DATA_DIR=str(tmp / "data"),
-                   GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}", GATEHOUSE_WORKERS="2")
+                   GATEHOUSE_EXTERNAL_URL=f"http://127.0.0.1:{port}", GATEHOUSE_WORKERS="2",
+                   GATEHOUSE_TRUSTED_PROXIES="1", GATEHOUSE_ACCEL_REDIRECT="true")
         project_id, secret = setup_database(env)
         base = f"http://127.0.0.1:{port}/api/v4/projects/{project_id}/packages/generic/bench"
         maven = f"http://127.0.0.1:{port}/api/v4/projects/{project_id}/packages/maven/org/bench/payload"
         gunicorn = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
                     "--config", str(ROOT / "gunicorn.conf.py"), "--access-logfile", "/dev/null",
                     "wsgi:app"]
-        with running(gunicorn, port=port, env=env, log=tmp / "gunicorn.log"):
+        with running(gunicorn, port=port, env=env, log=tmp / "gunicorn.log"), \
+                gatehouse_front(tmp / "data", tmp / "front", [f"127.0.0.1:{port}"]) as front:
+            front_base = base.replace(f"127.0.0.1:{port}", f"127.0.0.1:{front.port}")
             header = ["--header", f"Deploy-Token: {secret}"]
-            uploads, maven_uploads, copies = [], [], []
+            uploads, maven_uploads, front_uploads, copies = [], [], [], []
             for run in range(args.runs):
                 uploads.append(curl_seconds(*header, "--upload-file", str(payload),
                                             f"{base}/1.0.{run}/payload.bin"))
                 maven_uploads.append(curl_seconds(
                     *header, "--upload-file", str(payload),
                     f"{maven}/1.0.{run}/payload-1.0.{run}.jar"))
+                front_uploads.append(curl_seconds(*header, "--upload-file", str(payload),
+                                                  f"{front_base}/2.0.{run}/payload.bin"))
                 copies.append(copy_seconds(payload, tmp / "copy.bin"))
 
             # nginx serves the very file Gatehouse stored, from its content address.
@@ -137,12 +144,15 @@ def main() -> None:
                 nginx_url = f"http://127.0.0.1:{nginx_port}/payload.bin"
                 ours_url = f"{base}/1.0.0/payload.bin"
                 maven_url = f"{maven}/1.0.0/payload-1.0.0.jar"
+                front_url = f"{front_base}/1.0.0/payload.bin"
                 curl_seconds(nginx_url)
-                curl_seconds(*header, ours_url)  # warm both
-                ours, maven_downloads, theirs = [], [], []
+                curl_seconds(*header, ours_url)  # warm all three
+                curl_seconds(*header, front_url)
+                ours, maven_downloads, fronted, theirs = [], [], [], []
                 for _ in range(args.runs):
                     ours.append(curl_seconds(*header, ours_url))
                     maven_downloads.append(curl_seconds(*header, maven_url))
+                    fronted.append(curl_seconds(*header, front_url))
                     theirs.append(curl_seconds(nginx_url))
 
     mb = size / 1e6
@@ -152,18 +162,25 @@ def main() -> None:
         return f"  {label:<34} median {median:6.3f} s  ({mb / median:7.0f} MB/s)"
 
     print(f"{args.size_mb} MiB file, {args.runs} runs each, {os.cpu_count()} CPUs")
+    def ratio(a, b):
+        return statistics.median(a) / statistics.median(b)
+
     print("download")
-    print(line("Gatehouse generic (sendfile)", ours))
-    print(line("Gatehouse Maven (sendfile)", maven_downloads))
+    print(line("Gatehouse alone (gunicorn, sendfile)", ours))
+    print(line("Gatehouse Maven (gunicorn, sendfile)", maven_downloads))
+    print(line("Gatehouse front (X-Accel-Redirect)", fronted))
     print(line("nginx from disk", theirs))
-    print(f"  ratio generic / nginx: {statistics.median(ours) / statistics.median(theirs):.2f}x")
-    print(f"  ratio Maven / nginx: {statistics.median(maven_downloads) / statistics.median(theirs):.2f}x")
+    print(f"  ratio Gatehouse alone / nginx: {ratio(ours, theirs):.2f}x")
+    print(f"  ratio Maven / nginx: {ratio(maven_downloads, theirs):.2f}x")
+    print(f"  ratio Gatehouse front / nginx: {ratio(fronted, theirs):.2f}x")
     print("upload")
-    print(line("Gatehouse generic (stream, sha256)", uploads))
+    print(line("Gatehouse alone (stream, sha256, fsync)", uploads))
     print(line("Gatehouse Maven (+md5, sha1)", maven_uploads))
+    print(line("Gatehouse front (nginx streams it)", front_uploads))
     print(line("plain copy + fsync", copies))
-    print(f"  ratio generic / copy: {statistics.median(uploads) / statistics.median(copies):.2f}x")
-    print(f"  ratio Maven / copy: {statistics.median(maven_uploads) / statistics.median(copies):.2f}x")
+    print(f"  ratio Gatehouse alone / copy: {ratio(uploads, copies):.2f}x")
+    print(f"  ratio Maven / copy: {ratio(maven_uploads, copies):.2f}x")
+    print(f"  ratio Gatehouse front / copy: {ratio(front_uploads, copies):.2f}x")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,14 @@ def htpasswd_line(user: str, password: str) -> str:
     return f"{user}:{crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=32))}"
 
 
+def registry_key_algorithm(data_dir: Path) -> str:
+    key = (data_dir / "keys" / "registry" / "registry.key").read_text()
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    private = serialization.load_pem_private_key(key.encode(), password=None)
+    return "ES256" if isinstance(private, ec.EllipticCurvePrivateKey) else "RS256"
+
+
 def timed(run) -> float:
     start = time.perf_counter()
     result = run()
@@ -48,16 +56,19 @@ def timed(run) -> float:
     return elapsed
 
 
-def auth_rps(url: str, user: str, secret: str, scope: str, seconds: float, threads: int):
-    """Requests per second a few keep-alive clients get from `/jwt/auth` in `seconds`."""
+def auth_rps(url: str, user: str, secret: str, scope: str, seconds: float, threads: int,
+             path: str = "/jwt/auth"):
+    """Requests per second a few keep-alive clients get from `path` in `seconds`."""
     counts, stop = [0] * threads, time.monotonic() + seconds
 
     def client(i):
         session = requests.Session()
-        session.auth = (user, secret)
-        params = {"service": "container_registry", "scope": scope, "account": user}
+        params = {}
+        if path == "/jwt/auth":
+            session.auth = (user, secret)
+            params = {"service": "container_registry", "scope": scope, "account": user}
         while time.monotonic() < stop:
-            response = session.get(f"{url}/jwt/auth", params=params, timeout=30)
+            response = session.get(f"{url}{path}", params=params, timeout=30)
             assert response.status_code == 200, response.text
             counts[i] += 1
 
@@ -143,7 +154,12 @@ auth: {{htpasswd: {{realm: basic-realm, path: "{tmp / 'htpasswd'}"}}}}
             rps = auth_rps(app_url, user, secret, "repository:bench/app:pull,push",
                            args.auth_seconds, args.threads)
             print(f"\n/jwt/auth: {rps:.0f} requests/s (gunicorn 2 workers x 8 threads, "
-                  f"{args.threads} client threads, {os.cpu_count()} CPUs)")
+                  f"{args.threads} client threads, {os.cpu_count()} CPUs, "
+                  f"{registry_key_algorithm(tmp / 'data')} signatures)")
+            plain = auth_rps(app_url, user, secret, "", args.auth_seconds, args.threads,
+                             path="/-/readiness")
+            print(f"unauthenticated JSON (/-/readiness): {plain:.0f} requests/s; "
+                  f"ratio /jwt/auth / unauthenticated: {rps / plain:.2f} (target >= 0.5)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -15,6 +15,7 @@ declare -A NEEDED=(
   [curl]=curl
   [redis-server]=redis-server
   [mvn]=maven
+  [nginx]=nginx
 )
 
 missing=()

@@ -387,25 +387,33 @@ def test_npm_bad_shasum_and_read_only_token(app, client, make, project):
 
 # Storage
 
-def test_gc_removes_old_temp_files_and_unreferenced_content(app, client, make, project):
+def test_gc_removes_abandoned_temp_files_at_once_and_unreferenced_content(app, client, make,
+                                                                          project):
+    from webapp.services import package_storage
+
     _, _, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
     client.put(generic_url(project.id), data=b"kept", headers={"Deploy-Token": secret})
     root = Path(app.config["DATA_DIR"]) / "packages"
-    old_tmp, new_tmp = root / "tmp" / "upload-old", root / "tmp" / "upload-new"
-    old_tmp.write_bytes(b"x")
-    new_tmp.write_bytes(b"y")
+    abandoned = root / "tmp" / "upload-crashed-1234-abcd"
+    abandoned.write_bytes(b"x")  # nobody holds its lock: its writer is gone, however young
     two_days_ago = time.time() - 2 * 86400
-    os.utime(old_tmp, (two_days_ago, two_days_ago))
     orphan = root / "sha256" / "ff" / "ff" / ("ff" * 32)
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"z")
     os.utime(orphan, (two_days_ago, two_days_ago))
+    with app.app_context():
+        in_flight = package_storage.Upload.start()
+        in_flight.write(b"still arriving")
 
     result = app.test_cli_runner().invoke(args=["packages", "gc"])
     assert result.exit_code == 0, result.output
     assert "Removed 1 temp file(s) and 1 unreferenced file(s)" in result.output
-    assert not old_tmp.exists() and new_tmp.exists() and not orphan.exists()
+    assert not abandoned.exists() and not orphan.exists()
+    assert in_flight.path.exists(), "a live upload's temp file must survive gc"
+    with app.app_context():
+        in_flight.discard()
     assert client.get(generic_url(project.id), headers={"Deploy-Token": secret}).data == b"kept"
+    assert list((root / "tmp").iterdir()) == []
 
 
 # The Packages page

@@ -42,7 +42,7 @@ def claims(app, response):
     with app.app_context():
         _, cert_path = registry.key_paths()
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return jwt.decode(body["token"], cert.public_key(), algorithms=["RS256"],
+    return jwt.decode(body["token"], cert.public_key(), algorithms=["ES256", "RS256"],
                       audience=app.config["REGISTRY_SERVICE"])
 
 
@@ -302,7 +302,7 @@ def test_token_header_and_claims(app, client, make, project):
     response = ask(client, f"repository:{project}:pull", creds=(user, secret))
     body = response.get_json()
     header = jwt.get_unverified_header(body["token"])
-    assert header["alg"] == "RS256"
+    assert header["alg"] == "ES256"  # a new key is P-256
     assert re.fullmatch(r"([A-Z2-7]{4}:){11}[A-Z2-7]{4}", header["kid"])
     data = claims(app, response)
     assert data["aud"] == SERVICE and isinstance(data["aud"], str)
@@ -370,6 +370,23 @@ def test_racing_workers_end_up_with_one_key(app, fresh_keys):
         key_path, _ = registry.key_paths()
     assert sorted(p.name for p in key_path.parent.iterdir()) == ["registry.crt", "registry.key"]
     assert [p.name for p in key_path.parent.parent.iterdir()] == ["registry"]  # no leftovers
+
+
+def test_an_existing_rsa_key_keeps_signing_rs256(app, client, make, project):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    with app.app_context():
+        key_path, cert_path = registry.key_paths()
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        key_path.parent.mkdir(parents=True, exist_ok=True)
+        key_path.write_bytes(private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+        cert_path.write_bytes(registry._certificate(private).public_bytes(
+            serialization.Encoding.PEM))
+    _, user, secret = make.token(project, ["read_registry"])
+    response = ask(client, f"repository:{project}:pull", creds=(user, secret))
+    assert jwt.get_unverified_header(response.get_json()["token"])["alg"] == "RS256"
+    assert claims(app, response)["access"][0]["actions"] == ["pull"]
 
 
 def test_configured_key_and_cert_paths_are_used(migrated, tmp_path, app):

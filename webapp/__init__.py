@@ -14,6 +14,7 @@ def create_app(config=None):
     register_blueprints(app)
     register_error_handlers(app)
     register_headers(app)
+    register_database_errors(app)
     register_cli(app)
     register_logging(app)
     trusted = int(app.config.get("TRUSTED_PROXIES", 0) or 0)
@@ -54,6 +55,11 @@ def register_error_handlers(app):
 
 def register_headers(app):
     from .web.headers import register
+    register(app)
+
+
+def register_database_errors(app):
+    from .database_errors import register
     register(app)
 
 

@@ -321,7 +321,40 @@ def packages_maven_duplicates(full_path, setting):
                "(SNAPSHOT versions are always accepted)")
 
 
+repositories_cli = AppGroup("repositories", help="Maintain git repository storage.")
+
+
+@repositories_cli.command("gc")
+def repositories_gc():
+    """Remove push quarantines and half-created repositories left by crashes."""
+    from .services import repositories
+    removed = repositories.gc()
+    click.echo(f"Removed {removed['quarantines']} abandoned push quarantine(s) and "
+               f"{removed['staged']} half-created repositor(y/ies)")
+
+
+nginx_cli = AppGroup("nginx", help="The nginx in front of Gatehouse.")
+
+
+@nginx_cli.command("config")
+@click.option("--listen", default="127.0.0.1:5000", show_default=True,
+              help="The public address nginx listens on.")
+@click.option("--upstream", "upstreams", multiple=True,
+              help="A gunicorn address (host:port or unix:/path); repeat for several hosts. "
+                   "Default: 127.0.0.1:8080.")
+@click.option("--runtime-dir", default=None,
+              help="pid, logs and request-body temp files. Default: instance/nginx.")
+@click.option("--workers", default="auto", show_default=True, help="worker_processes.")
+@click.option("--user", default="", help="Run nginx's workers as this user.")
+def nginx_config(listen, upstreams, runtime_dir, workers, user):
+    """Print an nginx.conf that fronts Gatehouse (start: nginx -p DIR -c FILE)."""
+    from .services import nginx
+    runtime = Path(runtime_dir or Path(current_app.instance_path) / "nginx")
+    click.echo(nginx.config(listen=listen, upstreams=list(upstreams) or ["127.0.0.1:8080"],
+                            runtime_dir=runtime, worker_processes=workers, user=user), nl=False)
+
+
 def register(app) -> None:
     for command in (users, groups, projects, members, tokens, runner_tokens, crypto, packages_cli,
-                    seed_demo):
+                    repositories_cli, nginx_cli, seed_demo):
         app.cli.add_command(command)

@@ -53,6 +53,18 @@ DEFAULTS = {
     "MAX_LFS_OBJECT_SIZE": 5 * 1024 ** 3,
     "LFS_TRANSFER_LIFETIME": 900,
     "LOG_LEVEL": "INFO",
+    # The longest a git push may take: `repositories gc` removes push quarantines idle longer.
+    "PUSH_MAX_SECONDS": 3600,
+    # gunicorn's keep-alive (gunicorn.conf.py reads GATEHOUSE_KEEPALIVE too); nginx closes
+    # its idle upstream connections earlier, so gunicorn never closes one nginx reuses.
+    "KEEPALIVE": 75,
+    # gunicorn's worker timeout; nginx waits as long for an answer.
+    "TIMEOUT": 600,
+    # Seconds nginx waits between two reads of a request body or two writes of an answer.
+    "BODY_TIMEOUT": 60,
+    # nginx is in front (`make run`, production): package downloads are handed to it with
+    # X-Accel-Redirect once authorized. Off when the app runs alone.
+    "ACCEL_REDIRECT": False,
 }
 
 

@@ -5,10 +5,16 @@ holds finished files. A file reaches its content address before any row points a
 so a crash can leave an unreferenced file (removed by `packages gc`), never a row
 without its file. Git LFS objects live in the same store (an LFS oid is the SHA-256 of
 the content), so one copy serves every package and project that holds the same bytes.
+
+Each temp file is locked (flock) by the request writing it until it is stored or
+discarded. The kernel drops the lock when the writer dies, however it dies, so
+`packages gc` removes a temp file as soon as it can take its lock: no age to wait for.
 """
 import errno
+import fcntl
 import hashlib
 import os
+import socket
 import queue
 import secrets
 import threading
@@ -26,7 +32,6 @@ from ..models import LfsObject, PackageFile
 from .errors import InsufficientStorage
 
 CHUNK = 1024 * 1024
-TMP_MAX_AGE = 24 * 3600
 # A content file younger than this may belong to an upload whose row is being
 # committed right now: gc leaves it alone.
 CONTENT_GRACE = 3600
@@ -112,9 +117,9 @@ class Upload:
         tmp = root() / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
         algos = tuple(dict.fromkeys(("sha256", *algorithms)))
-        path = tmp / f"upload-{secrets.token_hex(12)}"
+        path, file = _locked_temp_file(tmp)
         upload = cls(path=path, algorithms=algos, limit=max_size() if limit is None else limit)
-        upload._file = open(path, "xb")
+        upload._file = file
         upload._hashes = {a: hashlib.new(a) for a in algos}
         upload._hashers = [_Beside(h.update) for h in upload._hashes.values()]
         upload._writer = _Beside(upload._file.write)
@@ -129,13 +134,12 @@ class Upload:
         self._writer.put(data)
 
     def finish(self) -> None:
-        """Flush and fsync the temp file and compute its digests."""
+        """Flush and fsync the temp file and compute its digests (it stays locked)."""
         self._writer.close()
         for hasher in self._hashers:
             hasher.close()
         self._file.flush()
         os.fsync(self._file.fileno())
-        self._file.close()
         self.digests = {a: h.hexdigest() for a, h in self._hashes.items()}
 
     @property
@@ -154,6 +158,7 @@ class Upload:
             os.replace(self.path, target)
             _fsync_dir(target.parent)
             self.created = True
+        self._file.close()  # releases the lock: the temp name is gone
         return target
 
     def discard(self) -> None:
@@ -172,6 +177,18 @@ class Upload:
         """Undo store() after the row could not be committed, unless a row uses the file."""
         if self.created and not referenced(self.sha256):
             content_path(self.sha256).unlink(missing_ok=True)
+
+
+def _locked_temp_file(folder: Path) -> tuple[Path, BinaryIO]:
+    """Create and lock a temp file; its name says which host and process write it."""
+    while True:
+        path = folder / f"upload-{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(8)}"
+        file = open(path, "xb")
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+        if os.fstat(file.fileno()).st_nlink:
+            return path, file
+        # gc took the lock between our create and our lock, and removed the name.
+        file.close()
 
 
 def read_body(stream: BinaryIO, size: int) -> bytes:
@@ -259,20 +276,31 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def gc(*, now: Optional[float] = None, tmp_max_age: int = TMP_MAX_AGE,
-       grace: int = CONTENT_GRACE) -> dict[str, int]:
-    """Remove temp files older than a day and content files no row points to."""
+def _remove_if_abandoned(path: Path) -> int:
+    """Remove a temp file no live request holds locked; return the bytes freed."""
+    try:
+        file = open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError):
+        return -1
+    with file:
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return -1  # its writer is alive
+        size = os.fstat(file.fileno()).st_size
+        path.unlink(missing_ok=True)
+        return size
+
+
+def gc(*, now: Optional[float] = None, grace: int = CONTENT_GRACE) -> dict[str, int]:
+    """Remove temp files whose writer is gone and content files no row points to."""
     now = now or time.time()
     removed = {"tmp": 0, "content": 0, "bytes": 0}
     for path in (root() / "tmp").glob("*") if (root() / "tmp").is_dir() else []:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            continue
-        if now - stat.st_mtime > tmp_max_age:
-            path.unlink(missing_ok=True)
+        freed = _remove_if_abandoned(path)
+        if freed >= 0:
             removed["tmp"] += 1
-            removed["bytes"] += stat.st_size
+            removed["bytes"] += freed
     base = root() / "sha256"
     if base.is_dir():
         for path in base.glob("*/*/*"):

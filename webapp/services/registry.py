@@ -22,7 +22,7 @@ import jwt
 import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from flask import current_app
 
@@ -33,7 +33,6 @@ from .policy import Action, Principal, can
 # Registry actions we know and the policy action each needs. Anything else (`delete`,
 # `*`, typos) is never granted: GitLab keeps those for admins, we for nobody.
 ACTIONS = {"pull": Action.READ_REGISTRY, "push": Action.WRITE_REGISTRY}
-KEY_BITS = 3072
 MAX_NAME_LENGTH = 255  # the registry's own limit on repository names
 KEY_FILE, CERT_FILE = "registry.key", "registry.crt"
 
@@ -131,7 +130,7 @@ def issue(principal: Principal, access: list[dict], *,
         "jti": secrets.token_hex(16),
         "access": access,
     }
-    token = jwt.encode(claims, key.private_key, algorithm="RS256",
+    token = jwt.encode(claims, key.private_key, algorithm=key.algorithm,
                        headers={"kid": key.kid, "typ": "JWT"})
     return {"token": token, "access_token": token, "expires_in": lifetime,
             "issued_at": now.isoformat().replace("+00:00", "Z")}
@@ -141,10 +140,16 @@ def issue(principal: Principal, access: list[dict], *,
 
 @dataclass(frozen=True)
 class SigningKey:
-    private_key: rsa.RSAPrivateKey
+    private_key: "ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey"
     kid: str
     key_path: Path
     cert_path: Path
+
+    @property
+    def algorithm(self) -> str:
+        # New keys are P-256 (ES256: a signature costs a fraction of RSA-3072's); keys
+        # made before, or configured, may be RSA and keep signing RS256.
+        return "ES256" if isinstance(self.private_key, ec.EllipticCurvePrivateKey) else "RS256"
 
 
 def libtrust_kid(public_key) -> str:
@@ -207,7 +212,7 @@ def _create(key_path: Path, cert_path: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".registry-", dir=folder.parent))
     try:
-        private = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+        private = ec.generate_private_key(ec.SECP256R1())
         _write(staging / key_path.name, private.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption()))

@@ -2,8 +2,10 @@
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
+from typing import Optional
 
 from flask import current_app
 
@@ -82,3 +84,41 @@ def ensure(full_path: str) -> Path:
     except (Invalid, OSError):  # another worker created it first
         staged.discard()
         return final
+
+
+def _newest_change(path: Path) -> float:
+    """The latest mtime of a directory or anything inside it (a live push keeps writing)."""
+    newest = path.stat().st_mtime
+    for dirpath, dirnames, filenames in os.walk(path):
+        for name in dirnames + filenames:
+            try:
+                newest = max(newest, os.lstat(os.path.join(dirpath, name)).st_mtime)
+            except FileNotFoundError:
+                pass
+    return newest
+
+
+def gc(*, now: Optional[float] = None, max_age: Optional[int] = None) -> dict[str, int]:
+    """Remove what killed pushes and project creations left behind.
+
+    git receives a push into `objects/tmp_objdir-incoming-*` and moves the objects in only
+    once the push is accepted; a killed push leaves that quarantine behind. One in which
+    nothing changed for longer than the longest push (PUSH_MAX_SECONDS) is abandoned.
+    """
+    now = now or time.time()
+    max_age = int(current_app.config["PUSH_MAX_SECONDS"]) if max_age is None else max_age
+    removed = {"quarantines": 0, "staged": 0}
+    base = root()
+    if not base.is_dir():
+        return removed
+    candidates = [("quarantines", p) for p in base.glob("**/*.git/objects/tmp_objdir-incoming-*")]
+    candidates += [("staged", p) for p in base.glob("**/.tmp-*.git")]
+    for kind, path in candidates:
+        try:
+            if now - _newest_change(path) <= max_age:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed[kind] += 1
+    return removed
