@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from ..conftest import gunicorn
 from ..support import free_port
 from .front import nginx
+from .test_lfs import lfs_git  # noqa: F401  (the fixture)
 
 SLOW_CLIENTS = 16
 GENERIC = "/api/v4/projects/{ref}/packages/generic/tool/1.0.0/{file}"
@@ -197,3 +198,32 @@ def test_nginx_reuses_upstream_connections_for_less_time_than_gunicorn_keeps_the
     checked = subprocess.run([binary, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
                               "-e", str(tmp_path / "error.log")], capture_output=True, text=True)
     assert checked.returncode == 0, checked.stderr
+
+
+def test_git_lfs_objects_stream_through_nginx_both_ways(migrated, make, lfs_git, tmp_path):
+    """Bigger than the 10 MiB nginx buffers for browser bodies: LFS has its own location.
+
+    The batch answer's transfer URLs are built from EXTERNAL_URL, which is the front's.
+    """
+    import hashlib
+    import os
+
+    from ..conftest import PASSWORD
+    from .test_lfs import _lfs_work_tree, _sha256, _url
+    port = free_port()
+    with gunicorn(migrated, tmp_path / "data", tmp_path, workers=1, TRUSTED_PROXIES=1,
+                  ACCEL_REDIRECT="true", EXTERNAL_URL=f"http://127.0.0.1:{port}") as backend, \
+            nginx(backend.data_dir, tmp_path / "nginx", [f"127.0.0.1:{backend.port}"],
+                  port=port) as front:
+        make.project("tanuki/front-lfs")
+        make.member("tanuki/front-lfs", make.user("lfsdev"), "developer")
+        big = os.urandom(24 * 1024 * 1024)
+        work = _lfs_work_tree(lfs_git, "front-lfs", {"model.bin": big})
+        lfs_git("push", _url(front, "tanuki/front-lfs", "lfsdev", PASSWORD), "main", cwd=work)
+        _, username, secret = make.token("tanuki/front-lfs", ["read_repository"])
+        clone = tmp_path / "clone"
+        lfs_git("clone", _url(front, "tanuki/front-lfs", username, secret), str(clone))
+        assert _sha256(clone / "model.bin") == hashlib.sha256(big).hexdigest()
+        # nginx, not the worker, sent the object: its access log has the 24 MiB answer.
+        log = tmp_path / "nginx" / "access.log"
+        assert log.exists() and "gitlab-lfs/objects" in log.read_text()

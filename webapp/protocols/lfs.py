@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, request, send_file
 
 from ..extensions import db
 from ..models import Project, User
-from ..services import accounts, lfs, package_storage
+from ..services import accounts, lfs, nginx, package_storage
 from ..services.errors import DomainError, Invalid, NotFound, Unauthenticated
 from ..services.policy import Action, Principal, authorize as allow, can
 from .auth import REALM, authenticate
@@ -138,6 +138,13 @@ def download(repo: str, oid: str):
     lfs.stored(project_id, oid)
     path = package_storage.content_path(oid)
     db.session.remove()  # nothing below needs the database while the file streams
+    if nginx.in_front(request):
+        # LFS objects share the package store: nginx serves them once we have decided.
+        response = Response(status=200, mimetype="application/octet-stream")
+        response.set_etag(oid)
+        response.headers["X-Accel-Redirect"] = nginx.accel_path(oid)
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
     response = send_file(path, mimetype="application/octet-stream", etag=oid,
                          conditional=True, max_age=0)
     response.headers["Cache-Control"] = "private, no-store"

@@ -27,6 +27,8 @@ UPLOAD_OVERHEAD = 64 * 1024 * 1024
 # Requests whose bodies stream straight through: git, and every package registry route.
 GIT_LOCATION = r"^/.+/(info/refs|git-upload-pack|git-receive-pack)$"
 PACKAGES_LOCATION = r"^/api/v4/(projects/.+/packages/|groups/.+/-/packages/|packages/)"
+# Git LFS: the batch and lock calls are small JSON; the transfers stream objects.
+LFS_LOCATION = r"^/.+/gitlab-lfs/objects/"
 
 API_ERRORS = {400: "400 Bad request", 413: "413 Request Entity Too Large",
               500: "500 Internal Server Error", 502: "502 Bad Gateway",
@@ -68,6 +70,7 @@ def config(*, listen: str, upstreams: list[str], runtime_dir: Path,
     body_timeout = int(settings["BODY_TIMEOUT"])
     read_timeout = int(settings["TIMEOUT"])
     max_upload = int(settings["MAX_PACKAGE_SIZE"]) + UPLOAD_OVERHEAD
+    max_lfs = int(settings["MAX_LFS_OBJECT_SIZE"])
     servers = "\n".join(f"        server {_server(u)};" for u in upstreams)
     api_errors = "\n".join(f"        error_page {status} @api_{status};" for status in API_ERRORS)
     api_error_locations = "\n".join(
@@ -154,6 +157,13 @@ http {{
 {api_errors}
         client_max_body_size {max_upload};
         # Unbuffered bodies pass through this buffer: large reads, few writes to gunicorn.
+        client_body_buffer_size 1m;
+{streaming}
+{proxy}
+        }}
+
+        location ~ {LFS_LOCATION} {{
+        client_max_body_size {max_lfs};
         client_body_buffer_size 1m;
 {streaming}
 {proxy}
