@@ -65,12 +65,12 @@ def make_tokens(app, n: int) -> None:
                 username=f"deploy-bot-{i:03d}" if i % 4 == 0 else None,
                 expires_at=now + timedelta(days=3 + i) if i % 2 else None)
             if i % 3 == 0:
-                deploy_tokens.touch(token.id, "192.0.2.10", now=now - timedelta(minutes=5 + i))
+                deploy_tokens.DEPLOY_TOKENS.touch(token.id, "192.0.2.10", now=now - timedelta(minutes=5 + i))
 
 
 def active_count(app) -> int:
     with app.app_context():
-        return len(deploy_tokens.list_for(accounts.find_project(PROJECT), active=True))
+        return len(deploy_tokens.DEPLOY_TOKENS.list_for(accounts.find_project(PROJECT), active=True))
 
 
 def test_maintainer_creates_reads_and_revokes_a_token(app, maria, live_server, browser):
