@@ -13,7 +13,9 @@ from webapp.services import deploy_tokens
 PROJECT = "tanuki/awesome_project"
 ENCODED = "tanuki%2Fawesome_project"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-TOKEN_FIELDS = {"id", "name", "username", "expires_at", "scopes", "revoked", "expired"}
+TOKEN_FIELDS = {"id", "name", "username", "expires_at", "scopes", "revoked", "expired",
+                # Gatehouse's additions: the address allowlist and the rotation's grace.
+                "allowed_ips", "previous_token_expires_at"}
 
 
 class World:

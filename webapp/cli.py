@@ -5,6 +5,7 @@ import os
 import secrets
 from datetime import date
 from pathlib import Path
+from typing import Optional
 
 import click
 import sqlalchemy as sa
@@ -63,6 +64,31 @@ def users_unlock(username):
     click.echo(f"Unlocked {username}: password sign-in works again")
 
 
+def _expiry_option(expires_at: Optional[str]):
+    try:
+        return deploy_tokens.expiry_from_date(date.fromisoformat(expires_at))
+    except ValueError:
+        _fail(ValueError(f"--expires-at '{expires_at}' is not a date (use YYYY-MM-DD)"))
+
+
+GRACE_HELP = ("Seconds the previous secret keeps working (0 to 604800, i.e. 7 days; "
+              "default 86400).")
+
+
+def _rotate(kind, owner, token_id: int, expires_at: Optional[str], grace_period: Optional[int]):
+    """Rotate a token of any kind; print the JSON a script needs (the new secret, once)."""
+    options = {"grace_period": grace_period}
+    if expires_at:
+        options["expires_at"] = _expiry_option(expires_at)
+    try:
+        token, secret = kind.rotate(owner, token_id, **options)
+    except (DomainError, encryption.EncryptionKeyError) as error:
+        _fail(error)
+    click.echo(json.dumps({"id": token.id, "name": token.name, "token": secret,
+                           "expires_at": iso8601(token.expires_at),
+                           "previous_token_expires_at": iso8601(token.previous_expires_at)}))
+
+
 @users.command("token")
 @click.argument("username")
 @click.option("--name", required=True, help="What the token is for.")
@@ -85,6 +111,20 @@ def users_token(username, name, scopes, expires_at):
     except DomainError as error:
         _fail(error)
     click.echo(secret)
+
+
+@users.command("rotate-token")
+@click.argument("username")
+@click.argument("token_id", type=int)
+@click.option("--expires-at", help="A new expiry date, YYYY-MM-DD (default: keep it).")
+@click.option("--grace-period", type=int, help=GRACE_HELP)
+def users_rotate_token(username, token_id, expires_at, grace_period):
+    """Give a personal access token a new secret and print it as JSON (shown only once)."""
+    user = accounts.find_user(username)
+    if user is None:
+        _fail(NotFound(f"No user '{username}'"))
+    _rotate(personal_access_tokens.PERSONAL_ACCESS_TOKENS, user, token_id, expires_at,
+            grace_period)
 
 
 @groups.command("create")
@@ -132,7 +172,9 @@ def members_add(full_path, username, role):
 @click.option("--scopes", required=True, help="Comma-separated, e.g. read_repository,read_registry")
 @click.option("--username", help="Defaults to gitlab+deploy-token-{id}.")
 @click.option("--expires-at", help="YYYY-MM-DD; the token stops working at 00:00 UTC that day.")
-def tokens_create(full_path, name, scopes, username, expires_at):
+@click.option("--allowed-ips", help="Comma-separated addresses and CIDR ranges the token may "
+                                    "be used from (default: anywhere).")
+def tokens_create(full_path, name, scopes, username, expires_at, allowed_ips):
     """Create a deploy token and print it as JSON (the only time the token is shown)."""
     owner = _owner(full_path)
     expiry = None
@@ -143,12 +185,14 @@ def tokens_create(full_path, name, scopes, username, expires_at):
             _fail(ValueError(f"--expires-at '{expires_at}' is not a date (use YYYY-MM-DD)"))
     try:
         token, secret = deploy_tokens.create(
-            owner, name=name, scopes=scopes.split(","), username=username, expires_at=expiry)
+            owner, name=name, scopes=scopes.split(","), username=username, expires_at=expiry,
+            allowed_ips=allowed_ips)
     except (DomainError, encryption.EncryptionKeyError) as error:
         _fail(error)
     click.echo(json.dumps({"id": token.id, "name": token.name, "username": token.username,
                            "token": secret, "scopes": token.scopes,
-                           "expires_at": iso8601(token.expires_at)}))
+                           "expires_at": iso8601(token.expires_at),
+                           "allowed_ips": token.allowed_networks}))
 
 
 @tokens.command("list")
@@ -161,7 +205,10 @@ def tokens_list(full_path):
             "id": token.id, "name": token.name, "username": token.username,
             "scopes": token.scopes, "expires_at": iso8601(token.expires_at),
             "revoked": token.revoked, "expired": token.expired_at(now),
-            "last_used_at": iso8601(token.last_used_at), "last_used_ip": token.last_used_ip}))
+            "last_used_at": iso8601(token.last_used_at), "last_used_ip": token.last_used_ip,
+            "allowed_ips": token.allowed_networks,
+            "previous_token_expires_at": iso8601(
+                token.previous_expires_at if token.in_grace_at(now) else None)}))
 
 
 @tokens.command("revoke")
@@ -174,6 +221,16 @@ def tokens_revoke(full_path, token_id):
     except DomainError as error:
         _fail(error)
     click.echo(f"Revoked deploy token {token.id} ({token.name})")
+
+
+@tokens.command("rotate")
+@click.argument("full_path")
+@click.argument("token_id", type=int)
+@click.option("--expires-at", help="A new expiry date, YYYY-MM-DD (default: keep it).")
+@click.option("--grace-period", type=int, help=GRACE_HELP)
+def tokens_rotate(full_path, token_id, expires_at, grace_period):
+    """Give a deploy token a new secret and print it as JSON (shown only once)."""
+    _rotate(deploy_tokens.DEPLOY_TOKENS, _owner(full_path), token_id, expires_at, grace_period)
 
 
 def _project(full_path: str):
@@ -218,6 +275,15 @@ def runners_revoke(full_path, token_id):
     except DomainError as error:
         _fail(error)
     click.echo(f"Revoked runner token {token.id} ({token.label})")
+
+
+@runner_tokens.command("rotate")
+@click.argument("full_path")
+@click.argument("token_id", type=int)
+@click.option("--grace-period", type=int, help=GRACE_HELP)
+def runners_rotate(full_path, token_id, grace_period):
+    """Give a runner token a new secret and print it as JSON (shown only once)."""
+    _rotate(runners.RUNNER_TOKENS, _project(full_path), token_id, None, grace_period)
 
 
 @crypto.command("rotate")

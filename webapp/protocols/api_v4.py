@@ -17,11 +17,14 @@ from urllib.parse import quote
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..extensions import db
-from ..models import DeployToken, Group, Project, User, iso8601 as iso, utcnow
-from ..services import accounts, deploy_tokens
+from ..models import (DeployToken, Group, PersonalAccessToken, Project, User, iso8601 as iso,
+                      utcnow)
+from ..services import accounts, deploy_tokens, secret_tokens
 from ..services.credentials import PERSONAL_ACCESS_TOKEN, Door
 from ..services.deploy_tokens import DEPLOY_TOKENS
-from ..services.errors import Banned, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from ..services.personal_access_tokens import PERSONAL_ACCESS_TOKENS
+from ..services.errors import (AddressNotAllowed, Banned, DomainError, Forbidden, Invalid,
+                               NotFound, Unauthenticated)
 from ..services.policy import INSTANCE, Action, Principal, authorize, visible
 from .auth import authenticate
 from .packages.common import raw_segment
@@ -65,8 +68,8 @@ def _refused(error: DomainError):
         text = str(error)
         return jsonify(message=text if text.startswith("404") else "404 Not Found"), 404
     if isinstance(error, Forbidden):
-        # A ban or an account lock says so; a policy refusal stays GitLab's bare 403.
-        reason = f" - {error}" if isinstance(error, Banned) else ""
+        # A ban or an address refusal says so; a policy refusal stays GitLab's bare 403.
+        reason = f" - {error}" if isinstance(error, (Banned, AddressNotAllowed)) else ""
         return jsonify(message=f"403 Forbidden{reason}"), 403
     return jsonify(message=f"{error.status} {error}"), error.status
 
@@ -142,7 +145,27 @@ def _actor(principal: Principal) -> User:
 def token_json(token: DeployToken, now: datetime, secret: Optional[str] = None) -> dict:
     body = {"id": token.id, "name": token.name, "username": token.username,
             "expires_at": iso(token.expires_at), "scopes": token.scopes,
-            "revoked": token.revoked, "expired": token.expired_at(now)}
+            "revoked": token.revoked, "expired": token.expired_at(now),
+            "allowed_ips": token.allowed_networks, **_grace_json(token, now)}
+    if secret is not None:
+        body["token"] = secret
+    return body
+
+
+def _grace_json(token, now: datetime) -> dict:
+    """Gatehouse's addition: until when the secret before the last rotation works."""
+    return {"previous_token_expires_at":
+            iso(token.previous_expires_at) if token.in_grace_at(now) else None}
+
+
+def pat_json(token: PersonalAccessToken, now: datetime, secret: Optional[str] = None) -> dict:
+    """A personal access token in GitLab's shape (its expiry is a date there)."""
+    body = {"id": token.id, "name": token.name, "revoked": token.revoked,
+            "created_at": iso(token.created_at), "description": None, "scopes": token.scopes,
+            "user_id": token.user_id, "last_used_at": iso(token.last_used_at),
+            "active": token.active_at(now),
+            "expires_at": token.expires_at.date().isoformat() if token.expires_at else None,
+            "allowed_ips": token.allowed_networks, **_grace_json(token, now)}
     if secret is not None:
         body["token"] = secret
     return body
@@ -341,8 +364,36 @@ def create_token(kind: str, ref: str):
         owner, name=_string(params, "name"), scopes=_scopes(params["scopes"]),
         username=_string(params, "username"),
         expires_at=_expiry(_string(params, "expires_at")),
-        actor=_actor(principal), ip=request.remote_addr)
+        allowed_ips=params.get("allowed_ips"), actor=_actor(principal), ip=request.remote_addr)
     return jsonify(token_json(token, utcnow(), secret)), 201
+
+
+def _rotation(params: dict) -> dict[str, Any]:
+    """The optional `expires_at` and `grace_period` (whole seconds) of a rotation."""
+    options: dict[str, Any] = {}
+    if params.get("expires_at") is not None:
+        options["expires_at"] = _expiry(_string(params, "expires_at"))
+    raw = params.get("grace_period")
+    if raw is not None:
+        if isinstance(raw, str) and re.fullmatch(r"\s*\d{1,9}\s*", raw):
+            raw = int(raw)
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise Invalid({"grace_period": [
+                "Grace period must be a whole number of seconds from 0 to 604800 (7 days)"]})
+        options["grace_period"] = raw
+    return options
+
+
+def rotate_token(kind: str, ref: str, token_id: int):
+    """Gatehouse's addition: a new secret, the old one valid for a grace period."""
+    principal, owner = _managed_owner(kind, ref)
+    options = _rotation(_params())
+    try:
+        token, secret = DEPLOY_TOKENS.rotate(owner, token_id, actor=_actor(principal),
+                                             ip=request.remote_addr, **options)
+    except NotFound:
+        raise _not_found("Deploy Token")
+    return jsonify(token_json(token, utcnow(), secret)), 200
 
 
 def show_token(kind: str, ref: str, token_id: int):
@@ -363,6 +414,24 @@ def delete_token(kind: str, ref: str, token_id: int):
     return "", 204
 
 
+@bp.post("/personal_access_tokens/<int:token_id>/rotate")
+@bp.post("/personal_access_tokens/self/rotate")
+def rotate_personal_access_token(token_id: Optional[int] = None):
+    """GitLab's rotation of a personal access token: by its owner, or by an admin.
+
+    Unlike GitLab, the token keeps its id and its old secret works for a grace period.
+    """
+    principal = signed_in()
+    token_id = principal.token_id if token_id is None else token_id
+    token = db.session.get(PersonalAccessToken, token_id)
+    if token is None or not (principal.is_admin or token.user_id == principal.user_id):
+        raise _not_found()
+    options = _rotation(_params())
+    token, secret = PERSONAL_ACCESS_TOKENS.rotate(
+        token.user, token.id, actor=_actor(principal), ip=request.remote_addr, **options)
+    return jsonify(pat_json(token, utcnow(), secret)), 200
+
+
 for _kind in OWNERS:
     _tokens = f"/{_kind}/<path:ref>/deploy_tokens"
     bp.add_url_rule(f"/{_kind}/<path:ref>", f"{_kind}_show", show_owner,
@@ -375,3 +444,5 @@ for _kind in OWNERS:
                     methods=["GET"], defaults={"kind": _kind})
     bp.add_url_rule(f"{_tokens}/<int:token_id>", f"{_kind}_delete_deploy_token", delete_token,
                     methods=["DELETE"], defaults={"kind": _kind})
+    bp.add_url_rule(f"{_tokens}/<int:token_id>/rotate", f"{_kind}_rotate_deploy_token",
+                    rotate_token, methods=["POST"], defaults={"kind": _kind})

@@ -18,6 +18,7 @@ class DeployTokenForm(FlaskForm):
         "Expiration date (optional)", validators=[Optional()],
         format="%Y-%m-%d")
     username = StringField("Username (optional)")
+    allowed_ips = StringField("Allowed IP addresses (optional)")
     scope_errors: list[str] = []
 
     def selected_scopes(self) -> list[str]:

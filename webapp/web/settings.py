@@ -82,7 +82,7 @@ def create(kind: str, full_path: str):
         token, secret = deploy_tokens.create(
             owner, name=form.name.data, username=form.username.data,
             scopes=form.selected_scopes(), expires_at=expires_at,
-            actor=current_user, ip=client_ip())
+            allowed_ips=form.allowed_ips.data, actor=current_user, ip=client_ip())
     except Invalid as error:
         _attach(form, error.errors)
         return _render_panel(kind, owner, form, status=422)
@@ -97,7 +97,7 @@ def create(kind: str, full_path: str):
 def _attach(form: DeployTokenForm, errors: dict[str, list[str]]) -> None:
     """Show each service error next to its field."""
     form.scope_errors = errors.pop("scopes", [])
-    for field in ("name", "expires_at", "username"):
+    for field in ("name", "expires_at", "username", "allowed_ips"):
         form[field].errors = errors.get(field, [])
 
 
@@ -120,6 +120,20 @@ def revoke(kind: str, full_path: str, token_id: int):
     return redirect(_settings_url(kind, owner, _anchor="deploy-tokens"))
 
 
+@login_required
+def rotate(kind: str, full_path: str, token_id: int):
+    """A new secret for a token, shown once; the old one works for the default grace period."""
+    owner = _owner(kind, full_path)
+    token, secret = deploy_tokens.DEPLOY_TOKENS.rotate(owner, token_id, actor=current_user,
+                                                       ip=client_ip())
+    new_token = {"owner": f"{kind}:{owner.id}", "username": token.username,
+                 "token": secret, "name": token.name}
+    if is_htmx():
+        return _render_panel(kind, owner, DeployTokenForm(formdata=None), new_token=new_token)
+    session[REVEAL_KEY] = new_token
+    return redirect(_settings_url(kind, owner, _anchor="deploy-tokens"))
+
+
 for _kind, _prefix in (("project", ""), ("group", "/groups")):
     _base = f"{_prefix}/<path:full_path>/-/settings/repository"
     bp.add_url_rule(_base, f"{_kind}_repository", repository, defaults={"kind": _kind})
@@ -127,4 +141,7 @@ for _kind, _prefix in (("project", ""), ("group", "/groups")):
                     methods=["POST"], defaults={"kind": _kind})
     bp.add_url_rule(f"{_prefix}/<path:full_path>/-/deploy_tokens/<int:token_id>/revoke",
                     f"{_kind}_revoke_deploy_token", revoke, methods=["GET", "POST"],
+                    defaults={"kind": _kind})
+    bp.add_url_rule(f"{_prefix}/<path:full_path>/-/deploy_tokens/<int:token_id>/rotate",
+                    f"{_kind}_rotate_deploy_token", rotate, methods=["POST"],
                     defaults={"kind": _kind})
