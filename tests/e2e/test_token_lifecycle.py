@@ -15,7 +15,9 @@ from urllib.parse import quote
 
 import pytest
 
-from webapp.services import accounts, runners
+from webapp.extensions import db
+from webapp.models import AuthFailure
+from webapp.services import accounts, deploy_tokens, runners
 
 from ..support import free_port, require_binary
 from .gitclient import seed
@@ -95,3 +97,93 @@ def test_rotated_ci_token_reaches_jobs_at_once(app, make, git, live_server, main
     git("clone", "-q", _remote(live_server.url, user, password), str(tmp_path / "job"))
     refused = git("ls-remote", _remote(live_server.url, user, old), check=False)
     assert refused.returncode != 0 and "Authentication failed" in refused.stderr
+
+
+@contextmanager
+def relay_from(source: str, target_port: int):
+    """A TCP relay on a free port whose connections reach the server from `source`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def pipe(src, dst):
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except socket.timeout:
+                continue
+            upstream = socket.create_connection(("127.0.0.1", target_port),
+                                                source_address=(source, 0))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def _curl_from(source: str, url: str, *headers: str, user: str = "") -> tuple[int, str]:
+    curl = require_binary("curl")
+    cmd = [curl, "--silent", "--max-time", "30", "--interface", source,
+           "--write-out", "\n%{http_code}", *sum((["-H", h] for h in headers), [])]
+    if user:
+        cmd += ["--user", user]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+    body, _, status = out.rpartition("\n")
+    return int(status), body
+
+
+def test_allowlisted_token_is_refused_from_another_address_on_git_registry_and_packages(
+        app, make, git, live_server, tmp_path):
+    project = make.project(PROJECT)
+    seed(git, app, PROJECT)
+    with app.app_context():
+        token, secret = deploy_tokens.create(
+            accounts.find_project(PROJECT), name="pinned", allowed_ips=["127.0.0.1"],
+            scopes=["read_repository", "read_registry", "read_package_registry"])
+        username = token.username
+    jwt = f"/jwt/auth?service=container_registry&scope=repository:{PROJECT}:pull"
+    pypi = f"/api/v4/projects/{project.id}/packages/pypi/simple/"
+
+    # From 127.0.0.1: git clones, the registry signs a token, the package index answers.
+    git("clone", "-q", _remote(live_server.url, username, secret), str(tmp_path / "ok"))
+    status, body = _curl_from("127.0.0.1", live_server.url + jwt, user=f"{username}:{secret}")
+    assert status == 200 and json.loads(body)["token"]
+    status, _ = _curl_from("127.0.0.1", live_server.url + pypi, f"Deploy-Token: {secret}")
+    assert status == 200
+
+    # From 127.0.0.2: each door refuses, saying why.
+    with relay_from("127.0.0.2", live_server.port) as port:
+        remote = f"http://{quote(username, safe='')}:{secret}@127.0.0.1:{port}/{PROJECT}.git"
+        refused = git("clone", "-q", remote, str(tmp_path / "refused"), check=False)
+    assert refused.returncode != 0
+    assert "remote: This deploy token is not allowed from this address (127.0.0.2)" \
+        in refused.stderr
+    assert not (tmp_path / "refused").exists()
+    status, body = _curl_from("127.0.0.2", live_server.url + jwt, user=f"{username}:{secret}")
+    assert status == 403 and "not allowed from this address (127.0.0.2)" in body
+    status, body = _curl_from("127.0.0.2", live_server.url + pypi, f"Deploy-Token: {secret}")
+    assert status == 403 and "not allowed from this address (127.0.0.2)" in body
+    # Each refusal counted as a failed authentication from that address, none from ours.
+    with app.app_context():
+        assert db.session.get(AuthFailure, "127.0.0.2").failures == 3
+        assert db.session.get(AuthFailure, "127.0.0.1") is None
