@@ -36,6 +36,7 @@ projects = AppGroup("projects", help="Manage projects.")
 members = AppGroup("members", help="Manage memberships.")
 tokens = AppGroup("deploy-tokens", help="Manage deploy tokens.")
 runner_tokens = AppGroup("runners", help="Manage the runner tokens of projects.")
+leaked = AppGroup("tokens", help="Look up and revoke token values of any kind (leak response).")
 crypto = AppGroup("encryption", help="Manage the key that encrypts recoverable secrets.")
 
 
@@ -286,6 +287,62 @@ def runners_rotate(full_path, token_id, grace_period):
     _rotate(runners.RUNNER_TOKENS, _project(full_path), token_id, None, grace_period)
 
 
+def _leaked_values(stream):
+    for line in stream:
+        value = line.strip()
+        if value and not value.startswith("#"):
+            yield value
+
+
+def _masked(value: str) -> str:
+    # Enough to match a report line to its input, never the whole secret.
+    return value[:9] + "…" if len(value) > 12 else "…"
+
+
+def _leak_report(value: str, found, now) -> dict:
+    if found is None:
+        return {"value": _masked(value), "found": False}
+    token = found.token
+    owner = token.owner
+    return {"value": _masked(value), "found": True, "kind": found.kind.key, "id": token.id,
+            "name": token.name, "owner": getattr(owner, "full_path", None)
+            or getattr(owner, "username", None), "scopes": token.scopes,
+            "matched": found.matched, "state": found.state(now),
+            "last_used_at": iso8601(token.last_used_at), "last_used_ip": token.last_used_ip}
+
+
+VALUES = click.argument("values", type=click.File("r"), default="-")
+
+
+@leaked.command("identify")
+@VALUES
+def leaked_identify(values):
+    """Say what each value in VALUES (default: standard input; one per line) is; change nothing."""
+    from .services import secret_tokens
+    for value in _leaked_values(values):
+        click.echo(json.dumps(_leak_report(value, secret_tokens.identify(value),
+                                           deploy_tokens.utcnow())))
+
+
+@leaked.command("revoke")
+@VALUES
+def leaked_revoke(values):
+    """Revoke the token of each value in VALUES (default: standard input; one per line);
+    print JSON lines.
+
+    A value that is the previous secret of a rotated token only loses its grace period.
+    Exits 1 when some value matched no token.
+    """
+    from .services import secret_tokens
+    unknown = 0
+    for value in _leaked_values(values):
+        found = secret_tokens.revoke_value(value)
+        unknown += found is None
+        click.echo(json.dumps(_leak_report(value, found, deploy_tokens.utcnow())))
+    if unknown:
+        raise click.exceptions.Exit(1)
+
+
 @crypto.command("rotate")
 @click.option("--new-key-file", required=True, type=click.Path(dir_okay=False),
               help="File holding the new key (base64 of 32 bytes); generated (0600) if absent.")
@@ -374,6 +431,6 @@ def packages_gc():
 
 
 def register(app) -> None:
-    for command in (users, groups, projects, members, tokens, runner_tokens, crypto, packages_cli,
-                    seed_demo):
+    for command in (users, groups, projects, members, tokens, runner_tokens, leaked, crypto,
+                    packages_cli, seed_demo):
         app.cli.add_command(command)

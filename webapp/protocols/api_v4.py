@@ -414,6 +414,56 @@ def delete_token(kind: str, ref: str, token_id: int):
     return "", 204
 
 
+def identified_json(found: secret_tokens.Identified, now: datetime) -> dict:
+    """What an admin learns about a leaked value: kind, id, owner, scopes, state, last use."""
+    token = found.token
+    owner = token.owner
+    if isinstance(owner, User):
+        owner_json = {"type": "user", "id": owner.id, "username": owner.username}
+    else:
+        owner_json = {"type": "project" if isinstance(owner, Project) else "group",
+                      "id": owner.id, "full_path": owner.full_path}
+    return {"kind": found.kind.key, "id": token.id, "name": token.name,
+            "owner": owner_json, "scopes": token.scopes, "state": found.state(now),
+            "matched": found.matched, "revoked": token.revoked,
+            "created_at": iso(token.created_at), "expires_at": iso(token.expires_at),
+            "last_used_at": iso(token.last_used_at), "last_used_ip": token.last_used_ip,
+            **_grace_json(token, now)}
+
+
+def _leaked_value() -> str:
+    value = _params().get("token")
+    if value is None:
+        raise ApiError(400, {"error": "token is missing"})
+    if not isinstance(value, str):
+        raise ApiError(400, {"error": "token is invalid"})
+    return value
+
+
+@bp.post("/admin/token")
+def identify_token():
+    """GitLab's token information API: what a secret is, for any Gatehouse token kind."""
+    authorize(signed_in(), Action.IDENTIFY_ANY_TOKEN, INSTANCE)
+    found = secret_tokens.identify(_leaked_value())
+    if found is None:
+        raise _not_found("Token")
+    response = jsonify(identified_json(found, utcnow()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/admin/token")
+def revoke_leaked_token():
+    """Revoke the token a leaked secret belongs to (a previous secret: end its grace)."""
+    principal = signed_in()
+    authorize(principal, Action.IDENTIFY_ANY_TOKEN, INSTANCE)
+    found = secret_tokens.revoke_value(_leaked_value(), actor=_actor(principal),
+                                       ip=request.remote_addr)
+    if found is None:
+        raise _not_found("Token")
+    return "", 204
+
+
 @bp.post("/personal_access_tokens/<int:token_id>/rotate")
 @bp.post("/personal_access_tokens/self/rotate")
 def rotate_personal_access_token(token_id: Optional[int] = None):

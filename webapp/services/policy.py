@@ -26,6 +26,7 @@ class Action(str, enum.Enum):
     API_READ = "api_read"
     API_WRITE = "api_write"
     LIST_ALL_DEPLOY_TOKENS = "list_all_deploy_tokens"
+    IDENTIFY_ANY_TOKEN = "identify_any_token"  # look up and revoke a leaked value
 
 
 class PrincipalKind(str, enum.Enum):
@@ -90,6 +91,8 @@ RULES: dict[Action, Rule] = {
     Action.API_WRITE: Rule(pat_scopes=WRITE_API, level=AccessLevel.GUEST),
     Action.LIST_ALL_DEPLOY_TOKENS: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
                                         admin_only=True),
+    Action.IDENTIFY_ANY_TOKEN: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
+                                    admin_only=True),
 }
 
 
@@ -246,6 +249,7 @@ def _verb(action: Action) -> str:
         Action.API_READ: "use the API",
         Action.API_WRITE: "change anything through the API",
         Action.LIST_ALL_DEPLOY_TOKENS: "list every deploy token",
+        Action.IDENTIFY_ANY_TOKEN: "look up tokens by their value",
     }[Action(action)]
 
 

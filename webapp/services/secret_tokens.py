@@ -11,6 +11,7 @@ import ipaddress
 import re
 import secrets
 import unicodedata
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Iterable, Mapping, Optional
@@ -23,7 +24,9 @@ from ..models import User, iso8601, utcnow
 from . import audit
 from .errors import Invalid, NotFound
 
-SECRET_LENGTH = 20  # characters after the prefix, as GitLab's
+SECRET_LENGTH = 20  # random characters after the prefix, as GitLab's
+CHECKSUM_LENGTH = 6  # base62 of a CRC32 (at most 4294967295 < 62**6)
+BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 NAME_MAX = 255
 # How long the previous secret keeps working after a rotation, unless told otherwise.
 DEFAULT_GRACE_PERIOD = timedelta(hours=24)
@@ -36,12 +39,34 @@ KEEP = object()
 KINDS: dict[str, "TokenKind"] = {}
 
 
+def checksum(text: str) -> str:
+    """CRC32 of `text` in 6 base62 characters (GitHub's tokens carry one the same way)."""
+    value = zlib.crc32(text.encode("utf-8"))
+    digits = []
+    for _ in range(CHECKSUM_LENGTH):
+        value, rest = divmod(value, 62)
+        digits.append(BASE62[rest])
+    return "".join(reversed(digits))
+
+
 def generate(prefix: str) -> str:
-    """A new secret: the prefix and 20 URL-safe characters (120 random bits)."""
+    """A new secret: the prefix, 20 URL-safe characters (120 random bits) and a checksum.
+
+    The checksum (of prefix and random part) lets a secret scanner tell a real token from
+    noise offline; it adds nothing to the secret's strength. Secrets made before it
+    existed (no checksum) keep working: lookup is by digest only.
+    """
     # 15 random bytes are exactly 20 URL-safe base64 characters, with no padding.
     body = secrets.token_urlsafe(15)
     assert len(body) == SECRET_LENGTH
-    return prefix + body
+    return prefix + body + checksum(prefix + body)
+
+
+def has_valid_checksum(secret: str, prefix: str) -> bool:
+    """Whether `secret` is prefix + 20 characters + their checksum, as new secrets are."""
+    body = secret[len(prefix):]
+    return (secret.startswith(prefix) and len(body) == SECRET_LENGTH + CHECKSUM_LENGTH
+            and checksum(prefix + body[:SECRET_LENGTH]) == body[SECRET_LENGTH:])
 
 
 def digest(secret: str) -> str:
@@ -251,6 +276,17 @@ class TokenKind:
             return None
         return token
 
+    def find_any(self, secret: str) -> tuple[Any, str]:
+        """The token this secret is (or was, before a rotation), whatever its state, and
+        which one it matched: "current" or "previous"; (None, "") when none."""
+        wanted = digest(secret)
+        model = self.model
+        token = db.session.scalar(sa.select(model).where(
+            sa.or_(model.token_digest == wanted, model.previous_token_digest == wanted)).limit(1))
+        if token is None:
+            return None, ""
+        return token, "current" if token.token_digest == wanted else "previous"
+
     # ------------------------------------------------------------------ change
 
     def revoke(self, owner, token_id: int, *, actor: Optional[User] = None,
@@ -323,3 +359,67 @@ class TokenKind:
             .execution_options(synchronize_session=False))
         db.session.commit()
         return result.rowcount > 0
+
+
+# ---------------------------------------------------------------------- leaked values
+
+
+@dataclass(frozen=True)
+class Identified:
+    """What a secret value is: its kind, its token, and whether it is the current secret."""
+
+    kind: TokenKind
+    token: Any
+    matched: str  # "current", or "previous" (the secret replaced by the last rotation)
+
+    def state(self, now: datetime) -> str:
+        """active, revoked, expired, or for a previous secret: in_grace or rotated."""
+        token = self.token
+        if token.revoked:
+            return "revoked"
+        if token.expired_at(now):
+            return "expired"
+        if self.matched == "previous":
+            return "in_grace" if token.in_grace_at(now) else "rotated"
+        return "active"
+
+
+def identify(secret: str) -> Optional[Identified]:
+    """The token a value belongs to, of any kind and in any state, or None.
+
+    The kind whose prefix the value carries is asked first; the others too, since a
+    deploy token prefix is configurable.
+    """
+    secret = (secret or "").strip()
+    if not secret or has_control_characters(secret):
+        return None
+    kinds = sorted(KINDS.values(), key=lambda k: not secret.startswith(k.prefix()))
+    for kind in kinds:
+        token, matched = kind.find_any(secret)
+        if token is not None:
+            return Identified(kind, token, matched)
+    return None
+
+
+def revoke_value(secret: str, *, actor: Optional[User] = None, ip: Optional[str] = None,
+                 now: Optional[datetime] = None) -> Optional[Identified]:
+    """Make a leaked value useless; return what it was, or None when it is unknown.
+
+    A current secret revokes its token. A previous secret (replaced by a rotation) only
+    loses the rest of its grace period: the token's new secret was not leaked.
+    """
+    now = now or utcnow()
+    found = identify(secret)
+    if found is None:
+        return None
+    kind, token = found.kind, found.token
+    if found.matched == "current":
+        if mark_revoked(token, now):
+            audit.record(f"{kind.key}_revoked", token, actor=actor, ip=ip, leaked=True,
+                         **kind.audit_details(token))
+    elif token.in_grace_at(now):
+        token.previous_expires_at = now
+        audit.record(f"{kind.key}_previous_secret_revoked", token, actor=actor, ip=ip,
+                     leaked=True, **kind.audit_details(token))
+    db.session.commit()
+    return found
