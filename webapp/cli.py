@@ -386,6 +386,21 @@ def _replace_key_file(target: Path, key: bytes) -> None:
     os.replace(tmp, target)
 
 
+@click.command("notify")
+@with_appcontext
+def notify():
+    """Mail expiry warnings that are due (cron-safe: each mail is sent once)."""
+    from .services import expiry_warnings
+    try:
+        summary = expiry_warnings.run()
+    except ValueError as error:
+        _fail(error)
+    click.echo(f"Expiry warnings: {summary.tokens} token(s), {summary.mails} mail(s) sent"
+               + (f", {summary.failed} failed (retried next pass)" if summary.failed else ""))
+    if summary.failed:
+        raise click.exceptions.Exit(1)
+
+
 @click.command("seed-demo")
 @with_appcontext
 def seed_demo():
@@ -432,5 +447,5 @@ def packages_gc():
 
 def register(app) -> None:
     for command in (users, groups, projects, members, tokens, runner_tokens, leaked, crypto,
-                    packages_cli, seed_demo):
+                    packages_cli, notify, seed_demo):
         app.cli.add_command(command)

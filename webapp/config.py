@@ -34,6 +34,11 @@ DEFAULTS = {
     "REDIS_PREFIX": "gatehouse:",
     # Seconds to wait for Redis before the ban falls back to the database counters.
     "REDIS_TIMEOUT": 0.5,
+    # Expiry warnings (`flask notify`): days before expiry; SMTP URL (None: log instead).
+    "EXPIRY_WARNING_DAYS": [30, 7, 1],
+    "SMTP_URL": None,
+    "SMTP_TIMEOUT": 30,
+    "MAIL_FROM": "Gatehouse <gatehouse@localhost>",
     # Largest package file accepted, in bytes (checked while the upload streams).
     "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
 }

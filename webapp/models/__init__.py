@@ -3,13 +3,14 @@ from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
 from .audit import AuditEvent
 from .auth_ban import AuthFailure
 from .deploy_tokens import SCOPES, DeployToken
+from .notifications import ExpiryNotification
 from .packages import PACKAGE_TYPES, Package, PackageFile, PackageTag
 from .personal_access_tokens import PAT_SCOPES, PersonalAccessToken
 from .runners import RunnerToken
 from .types import UTCDateTime, iso8601, utcnow
 
 __all__ = [
-    "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "Group", "Membership",
+    "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "ExpiryNotification", "Group", "Membership",
     "PACKAGE_TYPES", "PAT_SCOPES", "Package", "PackageFile", "PackageTag",
     "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
     "UTCDateTime", "Visibility", "iso8601", "utcnow",
