@@ -37,6 +37,7 @@ members = AppGroup("members", help="Manage memberships.")
 tokens = AppGroup("deploy-tokens", help="Manage deploy tokens.")
 runner_tokens = AppGroup("runners", help="Manage the runner tokens of projects.")
 leaked = AppGroup("tokens", help="Look up and revoke token values of any kind (leak response).")
+hooks_cli = AppGroup("webhooks", help="Deliver queued webhook events.")
 crypto = AppGroup("encryption", help="Manage the key that encrypts recoverable secrets.")
 
 
@@ -386,6 +387,15 @@ def _replace_key_file(target: Path, key: bytes) -> None:
     os.replace(tmp, target)
 
 
+@hooks_cli.command("deliver")
+def webhooks_deliver():
+    """Send every queued webhook delivery that is due (failures are retried with backoff)."""
+    from .services import webhooks
+    outcome = webhooks.deliver_due()
+    click.echo(f"Webhooks: {outcome['delivered']} delivered, {outcome['retrying']} to retry, "
+               f"{outcome['failed']} failed for good")
+
+
 @click.command("notify")
 @with_appcontext
 def notify():
@@ -447,5 +457,5 @@ def packages_gc():
 
 def register(app) -> None:
     for command in (users, groups, projects, members, tokens, runner_tokens, leaked, crypto,
-                    packages_cli, notify, seed_demo):
+                    packages_cli, hooks_cli, notify, seed_demo):
         app.cli.add_command(command)

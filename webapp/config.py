@@ -39,6 +39,8 @@ DEFAULTS = {
     "SMTP_URL": None,
     "SMTP_TIMEOUT": 30,
     "MAIL_FROM": "Gatehouse <gatehouse@localhost>",
+    # Webhooks may target loopback and private addresses only when this is set (SSRF).
+    "WEBHOOK_ALLOW_LOCAL": False,
     # Largest package file accepted, in bytes (checked while the upload streams).
     "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
 }

@@ -8,10 +8,11 @@ from .packages import PACKAGE_TYPES, Package, PackageFile, PackageTag
 from .personal_access_tokens import PAT_SCOPES, PersonalAccessToken
 from .runners import RunnerToken
 from .types import UTCDateTime, iso8601, utcnow
+from .webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "AccessLevel", "AuditEvent", "AuthFailure", "DeployToken", "ExpiryNotification", "Group", "Membership",
     "PACKAGE_TYPES", "PAT_SCOPES", "Package", "PackageFile", "PackageTag",
     "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
-    "UTCDateTime", "Visibility", "iso8601", "utcnow",
+    "UTCDateTime", "Visibility", "Webhook", "WebhookDelivery", "iso8601", "utcnow",
 ]

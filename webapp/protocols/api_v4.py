@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from ..extensions import db
 from ..models import (DeployToken, Group, PersonalAccessToken, Project, User, iso8601 as iso,
                       utcnow)
-from ..services import accounts, deploy_tokens, secret_tokens
+from ..services import accounts, deploy_tokens, secret_tokens, webhooks
 from ..services.credentials import PERSONAL_ACCESS_TOKEN, Door
 from ..services.deploy_tokens import DEPLOY_TOKENS
 from ..services.personal_access_tokens import PERSONAL_ACCESS_TOKENS
@@ -464,6 +464,89 @@ def revoke_leaked_token():
     return "", 204
 
 
+# ---------------------------------------------------------------- webhooks
+
+def hook_json(hook) -> dict:
+    owner_key = "project_id" if hook.project_id is not None else "group_id"
+    return {"id": hook.id, "url": hook.url, owner_key: hook.owner.id,
+            "created_at": iso(hook.created_at), "deploy_token_events": hook.deploy_token_events,
+            "enable_ssl_verification": hook.enable_ssl_verification,
+            "push_events": False, "alert_status": "executable"}
+
+
+def delivery_json(delivery) -> dict:
+    return {"id": delivery.id, "event": delivery.event, "state": delivery.state,
+            "attempts": delivery.attempts, "response_status": delivery.last_status,
+            "error": delivery.last_error, "created_at": iso(delivery.created_at),
+            "next_attempt_at": iso(delivery.next_attempt_at) if delivery.state == "pending"
+            else None, "delivered_at": iso(delivery.delivered_at)}
+
+
+def _boolean(params: dict, name: str, default: bool) -> bool:
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "t"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "f"):
+        return False
+    raise ApiError(400, {"error": f"{name} is invalid"})
+
+
+def _hooks_owner(kind: str, ref: str):
+    principal = signed_in()
+    target = _owner(kind, ref, principal)
+    try:
+        return principal, authorize(principal, Action.MANAGE_WEBHOOKS, target)
+    except NotFound:
+        raise _not_found(OWNERS[kind][1])
+
+
+def _hook(owner, hook_id: int):
+    try:
+        return webhooks.get_for(owner, hook_id)
+    except NotFound:
+        raise _not_found("Hook")
+
+
+def list_hooks(kind: str, ref: str):
+    _, owner = _hooks_owner(kind, ref)
+    return jsonify([hook_json(h) for h in webhooks.list_for(owner)])
+
+
+def create_hook(kind: str, ref: str):
+    principal, owner = _hooks_owner(kind, ref)
+    params = _params()
+    if params.get("url") is None:
+        raise ApiError(400, {"error": "url is missing"})
+    hook = webhooks.create(
+        owner, url=_string(params, "url"), token=_string(params, "token"),
+        deploy_token_events=_boolean(params, "deploy_token_events", True),
+        enable_ssl_verification=_boolean(params, "enable_ssl_verification", True),
+        actor=_actor(principal), ip=request.remote_addr)
+    return jsonify(hook_json(hook)), 201
+
+
+def show_hook(kind: str, ref: str, hook_id: int):
+    _, owner = _hooks_owner(kind, ref)
+    return jsonify(hook_json(_hook(owner, hook_id)))
+
+
+def delete_hook(kind: str, ref: str, hook_id: int):
+    principal, owner = _hooks_owner(kind, ref)
+    _hook(owner, hook_id)
+    webhooks.delete(owner, hook_id, actor=_actor(principal), ip=request.remote_addr)
+    return "", 204
+
+
+def hook_deliveries(kind: str, ref: str, hook_id: int):
+    """Gatehouse's addition: the hook's last deliveries and their outcome."""
+    _, owner = _hooks_owner(kind, ref)
+    return jsonify([delivery_json(d) for d in webhooks.deliveries(_hook(owner, hook_id))])
+
+
 @bp.post("/personal_access_tokens/<int:token_id>/rotate")
 @bp.post("/personal_access_tokens/self/rotate")
 def rotate_personal_access_token(token_id: Optional[int] = None):
@@ -496,3 +579,14 @@ for _kind in OWNERS:
                     methods=["DELETE"], defaults={"kind": _kind})
     bp.add_url_rule(f"{_tokens}/<int:token_id>/rotate", f"{_kind}_rotate_deploy_token",
                     rotate_token, methods=["POST"], defaults={"kind": _kind})
+    _hooks = f"/{_kind}/<path:ref>/hooks"
+    bp.add_url_rule(_hooks, f"{_kind}_list_hooks", list_hooks, methods=["GET"],
+                    defaults={"kind": _kind})
+    bp.add_url_rule(_hooks, f"{_kind}_create_hook", create_hook, methods=["POST"],
+                    defaults={"kind": _kind})
+    bp.add_url_rule(f"{_hooks}/<int:hook_id>", f"{_kind}_show_hook", show_hook,
+                    methods=["GET"], defaults={"kind": _kind})
+    bp.add_url_rule(f"{_hooks}/<int:hook_id>", f"{_kind}_delete_hook", delete_hook,
+                    methods=["DELETE"], defaults={"kind": _kind})
+    bp.add_url_rule(f"{_hooks}/<int:hook_id>/deliveries", f"{_kind}_hook_deliveries",
+                    hook_deliveries, methods=["GET"], defaults={"kind": _kind})

@@ -9,7 +9,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import SCOPES, DeployToken, Group, Project, User, utcnow
-from . import audit, encryption, secret_tokens
+from . import audit, encryption, secret_tokens, webhooks
 from .secret_tokens import TokenKind
 
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9.+_-]+$")
@@ -79,6 +79,7 @@ DEPLOY_TOKENS = TokenKind(
     # Deleted through the API: kept for the audit trail, never listed or found by id.
     hidden=lambda model: model.deleted_at.is_not(None),
     on_secret=_keep_ci_secret,
+    on_event=lambda name, token: webhooks.enqueue(f"deploy_token_{name}", token),
 )
 
 
@@ -125,6 +126,7 @@ def destroy(owner: Owner, token_id: int, *, actor: Optional[User] = None,
     token.deleted_at = now
     audit.record("deploy_token_destroyed", token, actor=actor, ip=ip,
                  **DEPLOY_TOKENS.audit_details(token))
+    DEPLOY_TOKENS.event("destroyed", token)
     db.session.commit()
     return token
 

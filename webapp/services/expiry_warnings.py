@@ -22,7 +22,7 @@ from flask import current_app
 from ..extensions import db
 from ..models import (AccessLevel, DeployToken, ExpiryNotification, Group, Membership,
                       PersonalAccessToken, Project, User, utcnow)
-from . import mail
+from . import mail, webhooks
 from .deploy_tokens import DEPLOY_TOKENS
 from .personal_access_tokens import PERSONAL_ACCESS_TOKENS
 from .secret_tokens import TokenKind
@@ -82,16 +82,26 @@ def run(*, now: Optional[datetime] = None) -> Summary:
             threshold = due_threshold(token.expires_at, now, days)
             if threshold is not None:
                 due.append((kind, token.id, token.expires_at, threshold))
+    # Deploy tokens that expired lately: their webhooks hear it once (threshold 0, no mail).
+    expired = db.session.execute(
+        DEPLOY_TOKENS.select().with_only_columns(DeployToken.id, DeployToken.expires_at).where(
+            DeployToken.revoked.is_(False), DeployToken.expires_at <= now,
+            DeployToken.expires_at > now - timedelta(days=days[0]))).all()
     db.session.rollback()  # end the read: each decision below is its own write transaction
     summary = Summary()
     for kind, token_id, expires_at, threshold in due:
         _warn(kind, token_id, expires_at, threshold, now, summary)
+    for token_id, expires_at in expired:
+        if _decide(DEPLOY_TOKENS, token_id, expires_at, 0, now):
+            webhooks.enqueue("deploy_token_expired", db.session.get(DeployToken, token_id),
+                             now=now)
+            db.session.commit()
     return summary
 
 
-def _warn(kind: TokenKind, token_id: int, expires_at: datetime, threshold: int,
-          now: datetime, summary: Summary) -> None:
-    """Decide (insert the row) and send in one transaction; a concurrent pass skips."""
+def _decide(kind: TokenKind, token_id: int, expires_at: datetime, threshold: int,
+            now: datetime) -> bool:
+    """Insert the decision's row; False (and nothing left open) when it exists already."""
     insert = _dialect_insert()(ExpiryNotification).values(
         token_kind=kind.key, token_id=token_id, expires_at=expires_at,
         threshold_days=threshold, recipients=0, sent_at=now,
@@ -99,11 +109,21 @@ def _warn(kind: TokenKind, token_id: int, expires_at: datetime, threshold: int,
     # RETURNING, not rowcount: the ORM's insert reports no rowcount on PostgreSQL.
     if db.session.execute(insert).first() is None:
         db.session.rollback()  # another pass (or an earlier one) decided already
+        return False
+    return True
+
+
+def _warn(kind: TokenKind, token_id: int, expires_at: datetime, threshold: int,
+          now: datetime, summary: Summary) -> None:
+    """Decide (insert the row) and send in one transaction; a concurrent pass skips."""
+    if not _decide(kind, token_id, expires_at, threshold, now):
         return
     token = db.session.get(kind.model, token_id)
     if token is None or not token.active_at(now) or token.expires_at != expires_at:
         db.session.rollback()  # changed since it was read: the next pass sees it anew
         return
+    if isinstance(token, DeployToken):
+        webhooks.enqueue("deploy_token_expiring", token, now=now)  # queued with the decision
     messages = [mail.message(user.email, *_text(kind, token, now)) for user in _recipients(token)]
     try:
         sent = mail.send(messages)

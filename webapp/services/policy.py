@@ -20,6 +20,7 @@ class Action(str, enum.Enum):
     READ_PACKAGE = "read_package"
     WRITE_PACKAGE = "write_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
+    MANAGE_WEBHOOKS = "manage_webhooks"
     READ_CI_VARIABLES = "read_ci_variables"
     # Instance-wide actions: their target is INSTANCE.
     REGISTRY_LOGIN = "registry_login"
@@ -82,6 +83,7 @@ RULES: dict[Action, Rule] = {
     Action.WRITE_PACKAGE: Rule(frozenset({"write_package_registry"}), WRITE_API,
                                AccessLevel.DEVELOPER),
     Action.MANAGE_DEPLOY_TOKENS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
+    Action.MANAGE_WEBHOOKS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
     Action.READ_CI_VARIABLES: Rule(runner=True),
     # `docker login` names no repository: the credentials must carry a registry right.
     Action.REGISTRY_LOGIN: Rule(frozenset({"read_registry", "write_registry"}),
@@ -244,6 +246,7 @@ def _verb(action: Action) -> str:
         Action.READ_PACKAGE: "read this package registry",
         Action.WRITE_PACKAGE: "write to this package registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
+        Action.MANAGE_WEBHOOKS: "manage webhooks here",
         Action.READ_CI_VARIABLES: "read CI variables",
         Action.REGISTRY_LOGIN: "log in to the container registry",
         Action.API_READ: "use the API",

@@ -159,6 +159,9 @@ class TokenKind:
     # Called with (token, secret) before the commit whenever a token gets a new secret
     # (created or rotated).
     on_secret: Optional[Callable[[Any, str], None]] = None
+    # Called with (event, token) before the commit of a change: "created", "rotated",
+    # "revoked" (deploy tokens queue their webhooks here).
+    on_event: Optional[Callable[[str, Any], None]] = None
 
     def __post_init__(self):
         KINDS[self.key] = self
@@ -215,6 +218,7 @@ class TokenKind:
         if self.on_secret is not None:
             self.on_secret(token, secret)
         audit.record(f"{self.key}_created", token, actor=actor, ip=ip, **self.audit_details(token))
+        self.event("created", token)
         db.session.commit()
         return token, secret
 
@@ -296,6 +300,7 @@ class TokenKind:
         if mark_revoked(token, now):
             audit.record(f"{self.key}_revoked", token, actor=actor, ip=ip,
                          **self.audit_details(token))
+            self.event("revoked", token)
             db.session.commit()
         return token
 
@@ -336,8 +341,14 @@ class TokenKind:
         audit.record(f"{self.key}_rotated", token, actor=actor, ip=ip,
                      previous_valid_until=iso8601(token.previous_expires_at),
                      expires_at=iso8601(token.expires_at), **self.audit_details(token))
+        self.event("rotated", token)
         db.session.commit()
         return token, secret
+
+    def event(self, name: str, token) -> None:
+        """Tell the kind's listeners (if any) about a change, inside its transaction."""
+        if self.on_event is not None:
+            self.on_event(name, token)
 
     def touch(self, token_id: int, ip: Optional[str], *, now: Optional[datetime] = None,
               seen: Optional[datetime] = None) -> bool:
@@ -417,6 +428,7 @@ def revoke_value(secret: str, *, actor: Optional[User] = None, ip: Optional[str]
         if mark_revoked(token, now):
             audit.record(f"{kind.key}_revoked", token, actor=actor, ip=ip, leaked=True,
                          **kind.audit_details(token))
+            kind.event("revoked", token)
     elif token.in_grace_at(now):
         token.previous_expires_at = now
         audit.record(f"{kind.key}_previous_secret_revoked", token, actor=actor, ip=ip,
