@@ -19,7 +19,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from ..extensions import db
 from ..models import (DeployToken, Group, PersonalAccessToken, Project, User, iso8601 as iso,
                       utcnow)
-from ..services import accounts, deploy_tokens, secret_tokens, webhooks
+from ..services import accounts, audit, deploy_tokens, secret_tokens, webhooks
 from ..services.credentials import PERSONAL_ACCESS_TOKEN, Door
 from ..services.deploy_tokens import DEPLOY_TOKENS
 from ..services.personal_access_tokens import PERSONAL_ACCESS_TOKENS
@@ -464,6 +464,65 @@ def revoke_leaked_token():
     return "", 204
 
 
+# ---------------------------------------------------------------- audit events
+
+def audit_event_json(event, entity=None) -> dict:
+    """GitLab's audit event shape; `details` also carries what Gatehouse recorded."""
+    entity_type = type(entity).__name__ if entity is not None else "Instance"
+    details = dict(event.details or {})
+    details.update({"author_name": event.actor_name, "target_id": event.target_id,
+                    "target_type": event.target_type,
+                    "target_details": details.get("name") or details.get("url"),
+                    "ip_address": event.ip, "event_name": event.action,
+                    "entity_path": getattr(entity, "full_path", None)})
+    return {"id": event.id, "author_id": event.actor_id or -1,
+            "entity_id": getattr(entity, "id", None), "entity_type": entity_type,
+            "event_name": event.action, "details": details,
+            "created_at": iso(event.created_at)}
+
+
+def _moment(name: str) -> Optional[datetime]:
+    raw = request.args.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return _expiry(raw)
+    except ApiError:
+        raise ApiError(400, {"error": f"{name} is invalid"})
+
+
+def _audit_filters() -> dict:
+    token_id = request.args.get("token_id")
+    if token_id is not None and not token_id.isdigit():
+        raise ApiError(400, {"error": "token_id is invalid"})
+    return {"token_id": int(token_id) if token_id else None,
+            "after": _moment("created_after"), "before": _moment("created_before")}
+
+
+def _paged_events(owner, path: Optional[str] = None):
+    events, headers = paginate(audit.events_query(owner, **_audit_filters()), path=path)
+    response = jsonify([audit_event_json(e, owner) for e in events])
+    response.headers.update(headers)
+    return response
+
+
+@bp.get("/audit_events")
+def all_audit_events():
+    """Every audit event of the instance: administrators only."""
+    authorize(signed_in(), Action.READ_ALL_AUDIT_EVENTS, INSTANCE)
+    return _paged_events(None)
+
+
+def owner_audit_events(kind: str, ref: str):
+    principal = signed_in()
+    target = _owner(kind, ref, principal)
+    try:
+        owner = authorize(principal, Action.READ_AUDIT_EVENTS, target)
+    except NotFound:
+        raise _not_found(OWNERS[kind][1])
+    return _paged_events(owner, path=f"{bp.url_prefix}/{kind}/{quote(ref, safe='')}/audit_events")
+
+
 # ---------------------------------------------------------------- webhooks
 
 def hook_json(hook) -> dict:
@@ -579,6 +638,8 @@ for _kind in OWNERS:
                     methods=["DELETE"], defaults={"kind": _kind})
     bp.add_url_rule(f"{_tokens}/<int:token_id>/rotate", f"{_kind}_rotate_deploy_token",
                     rotate_token, methods=["POST"], defaults={"kind": _kind})
+    bp.add_url_rule(f"/{_kind}/<path:ref>/audit_events", f"{_kind}_audit_events",
+                    owner_audit_events, methods=["GET"], defaults={"kind": _kind})
     _hooks = f"/{_kind}/<path:ref>/hooks"
     bp.add_url_rule(_hooks, f"{_kind}_list_hooks", list_hooks, methods=["GET"],
                     defaults={"kind": _kind})

@@ -21,6 +21,7 @@ class Action(str, enum.Enum):
     WRITE_PACKAGE = "write_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
     MANAGE_WEBHOOKS = "manage_webhooks"
+    READ_AUDIT_EVENTS = "read_audit_events"
     READ_CI_VARIABLES = "read_ci_variables"
     # Instance-wide actions: their target is INSTANCE.
     REGISTRY_LOGIN = "registry_login"
@@ -28,6 +29,7 @@ class Action(str, enum.Enum):
     API_WRITE = "api_write"
     LIST_ALL_DEPLOY_TOKENS = "list_all_deploy_tokens"
     IDENTIFY_ANY_TOKEN = "identify_any_token"  # look up and revoke a leaked value
+    READ_ALL_AUDIT_EVENTS = "read_all_audit_events"
 
 
 class PrincipalKind(str, enum.Enum):
@@ -84,6 +86,7 @@ RULES: dict[Action, Rule] = {
                                AccessLevel.DEVELOPER),
     Action.MANAGE_DEPLOY_TOKENS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
     Action.MANAGE_WEBHOOKS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
+    Action.READ_AUDIT_EVENTS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
     Action.READ_CI_VARIABLES: Rule(runner=True),
     # `docker login` names no repository: the credentials must carry a registry right.
     Action.REGISTRY_LOGIN: Rule(frozenset({"read_registry", "write_registry"}),
@@ -95,6 +98,8 @@ RULES: dict[Action, Rule] = {
                                         admin_only=True),
     Action.IDENTIFY_ANY_TOKEN: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
                                     admin_only=True),
+    Action.READ_ALL_AUDIT_EVENTS: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
+                                       admin_only=True),
 }
 
 
@@ -247,6 +252,8 @@ def _verb(action: Action) -> str:
         Action.WRITE_PACKAGE: "write to this package registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
         Action.MANAGE_WEBHOOKS: "manage webhooks here",
+        Action.READ_AUDIT_EVENTS: "read the audit events here",
+        Action.READ_ALL_AUDIT_EVENTS: "read every audit event",
         Action.READ_CI_VARIABLES: "read CI variables",
         Action.REGISTRY_LOGIN: "log in to the container registry",
         Action.API_READ: "use the API",

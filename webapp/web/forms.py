@@ -44,3 +44,10 @@ class PersonalAccessTokenForm(FlaskForm):
 
 for _scope, _description in PAT_SCOPES.items():
     setattr(PersonalAccessTokenForm, _scope, BooleanField(_scope, description=_description))
+
+
+class WebhookForm(FlaskForm):
+    url = StringField("URL")
+    token = StringField("Secret token (optional)")
+    deploy_token_events = BooleanField("Deploy token events", default=True)
+    enable_ssl_verification = BooleanField("Enable SSL verification", default=True)
