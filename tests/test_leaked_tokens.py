@@ -122,6 +122,8 @@ def test_unknown_values_and_bad_bodies(app, client, secrets_of_every_kind):
         "error": "token is missing"}
     assert client.post("/api/v4/admin/token", headers=headers,
                        json={"token": 5}).status_code == 400
+    in_url = client.post("/api/v4/admin/token?token=gldt-abc", headers=headers)
+    assert in_url.status_code == 400 and "request body" in in_url.get_json()["error"]
 
 
 def test_only_admins_may_ask(app, client, make, secrets_of_every_kind):

@@ -432,6 +432,9 @@ def identified_json(found: secret_tokens.Identified, now: datetime) -> dict:
 
 
 def _leaked_value() -> str:
+    # From the body only: a secret in the query string would end up in access logs.
+    if "token" in request.args:
+        raise ApiError(400, {"error": "send token in the request body, not the URL"})
     value = _params().get("token")
     if value is None:
         raise ApiError(400, {"error": "token is missing"})
