@@ -94,7 +94,7 @@ def test_outsiders_get_404(app, client, make, auth, trail):
 
 def test_webhooks_page_adds_refuses_and_deletes(app, client, make, auth, trail):
     auth.login("maria")
-    url = f"/groups/tanuki/-/settings/webhooks"
+    url = "/groups/tanuki/-/settings/webhooks"
     page = client.get(url).get_data(as_text=True)
     bad = client.post(url, data={"csrf_token": csrf_from(page), "url": "http://10.0.0.1/x",
                                  "deploy_token_events": "y"})

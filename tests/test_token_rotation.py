@@ -13,8 +13,6 @@ import sqlalchemy as sa
 from webapp.extensions import db
 from webapp.models import AuditEvent, DeployToken, PersonalAccessToken, utcnow
 from webapp.services import accounts, deploy_tokens, runners
-from webapp.services.deploy_tokens import DEPLOY_TOKENS
-from webapp.services.personal_access_tokens import PERSONAL_ACCESS_TOKENS
 
 from .conftest import csrf_from
 

@@ -19,7 +19,7 @@ from webapp.extensions import db
 from webapp.models import AuthFailure
 from webapp.services import accounts, deploy_tokens, runners
 
-from ..support import free_port, require_binary
+from ..support import require_binary
 from .gitclient import seed
 from .test_ci_variables import deploy_credentials, fetch_ci_variables
 
