@@ -12,6 +12,7 @@ export GATEHOUSE_LISTEN="${GATEHOUSE_LISTEN:-127.0.0.1:5000}"
 export GATEHOUSE_EXTERNAL_URL="${GATEHOUSE_EXTERNAL_URL:-http://$GATEHOUSE_LISTEN}"
 export GATEHOUSE_REGISTRY_URL="${GATEHOUSE_REGISTRY_URL:-127.0.0.1:5050}"
 GC_INTERVAL="${GATEHOUSE_GC_INTERVAL:-3600}"
+JOBS_INTERVAL="${GATEHOUSE_JOBS_INTERVAL:-60}"
 # Sockets, logs and generated configs of this run (tests point it elsewhere).
 RUN_DIR="${GATEHOUSE_RUN_DIR:-instance/run}"
 CREDENTIALS="${GATEHOUSE_DEMO_CREDENTIALS_FILE:-instance/demo-credentials.txt}"
@@ -59,19 +60,31 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# Leftovers of a crash (uploads whose writer is gone, stale push quarantines) go now,
-# then once an interval.
-clean_up_storage() {
+# The periodic jobs, now and then on a timer: each GC_INTERVAL the leftovers of a crash
+# (uploads whose writer is gone, stale push quarantines) go and expiry warnings are
+# mailed; each JOBS_INTERVAL queued webhooks are delivered (and failed ones retried).
+every_gc_interval() {
   $FLASK packages gc || true
   $FLASK repositories gc || true
+  $FLASK notify || true
 }
-clean_up_storage >>"$RUN_DIR/gc.log" 2>&1
+every_jobs_interval() {
+  $FLASK webhooks deliver || true
+}
+every_gc_interval >>"$RUN_DIR/jobs.log" 2>&1
+every_jobs_interval >>"$RUN_DIR/jobs.log" 2>&1
 (
   trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM
+  waited=0
   while :; do
-    sleep "$GC_INTERVAL" & sleeper=$!
+    sleep "$JOBS_INTERVAL" & sleeper=$!
     wait "$sleeper"
-    clean_up_storage >>"$RUN_DIR/gc.log" 2>&1
+    every_jobs_interval >>"$RUN_DIR/jobs.log" 2>&1
+    waited=$((waited + JOBS_INTERVAL))
+    if [ "$waited" -ge "$GC_INTERVAL" ]; then
+      every_gc_interval >>"$RUN_DIR/jobs.log" 2>&1
+      waited=0
+    fi
   done
 ) &
 pids+=($!)

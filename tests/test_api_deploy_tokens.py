@@ -13,7 +13,9 @@ from webapp.services import deploy_tokens
 PROJECT = "tanuki/awesome_project"
 ENCODED = "tanuki%2Fawesome_project"
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-TOKEN_FIELDS = {"id", "name", "username", "expires_at", "scopes", "revoked", "expired"}
+TOKEN_FIELDS = {"id", "name", "username", "expires_at", "scopes", "revoked", "expired",
+                # Gatehouse's additions: the address allowlist and the rotation's grace.
+                "allowed_ips", "previous_token_expires_at"}
 
 
 class World:
@@ -72,7 +74,7 @@ def test_create_project_token_answers_201_with_gitlab_fields_and_the_token(clien
     assert body["expires_at"] == "2031-12-01T00:00:00.000Z"
     assert body["scopes"] == ["read_repository", "read_registry"]
     assert body["revoked"] is False and body["expired"] is False
-    assert re.fullmatch(r"gldt-[A-Za-z0-9_-]{20}", body["token"])
+    assert re.fullmatch(r"gldt-[A-Za-z0-9_-]{20}[0-9A-Za-z]{6}", body["token"])
     with app.app_context():
         assert deploy_tokens.find_active(body["username"], body["token"]).id == body["id"]
         row = db.session.get(DeployToken, body["id"])

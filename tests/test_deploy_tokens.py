@@ -44,13 +44,13 @@ def create(owner, **kw):
 
 def test_secret_is_prefixed_and_url_safe(project):
     _, secret = create(project)
-    assert re.fullmatch(r"gldt-[A-Za-z0-9_-]{20}", secret)
+    assert re.fullmatch(r"gldt-[A-Za-z0-9_-]{20}[0-9A-Za-z]{6}", secret)
 
 
 def test_secret_prefix_is_configurable(app, project):
     app.config["DEPLOY_TOKEN_PREFIX"] = "acme-gldt-"
     _, secret = create(project)
-    assert secret.startswith("acme-gldt-") and len(secret) == len("acme-gldt-") + 20
+    assert secret.startswith("acme-gldt-") and len(secret) == len("acme-gldt-") + 26
 
 
 def test_secrets_differ(project):

@@ -47,3 +47,23 @@ def test_deploy_token_scopes_move_from_flags_to_one_list_and_back(fresh_url, tmp
             assert [tuple(bool(v) for v in row) for row in back] == [(True, False, True),
                                                                       (False, True, False)]
         db.engine.dispose()
+
+
+def test_token_lifecycle_migrations_go_down_and_up_again(fresh_url, tmp_path):
+    from flask_migrate import downgrade, upgrade
+    app = create_app({"SQLALCHEMY_DATABASE_URI": fresh_url, "SECRET_KEY": "x",
+                      "DATA_DIR": str(tmp_path / "data")})
+    with app.app_context():
+        upgrade()
+        with db.engine.connect() as conn:
+            conn.execute(sa.text("SELECT previous_token_digest, previous_expires_at, allowed_ips "
+                                 "FROM deploy_tokens"))
+            conn.execute(sa.text("SELECT id FROM expiry_notifications"))
+            conn.execute(sa.text("SELECT id FROM webhook_deliveries"))
+        downgrade(revision="0006")
+        with db.engine.connect() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("runner_tokens")}
+            assert "allowed_ips" not in columns and "previous_token_digest" not in columns
+            assert not sa.inspect(conn).has_table("webhooks")
+        upgrade()
+        db.engine.dispose()

@@ -17,7 +17,7 @@ from .conftest import csrf_from, form_fields
 from .support import resolve
 
 PAGE = "/-/user_settings/personal_access_tokens"
-SECRET_RE = re.compile(r"glpat-[A-Za-z0-9_-]{20}")
+SECRET_RE = re.compile(r"glpat-[A-Za-z0-9_-]{20}[0-9A-Za-z]{6}")
 
 
 # ---------------------------------------------------------------- service

@@ -5,6 +5,7 @@ import os
 import secrets
 from datetime import date
 from pathlib import Path
+from typing import Optional
 
 import click
 import sqlalchemy as sa
@@ -35,6 +36,8 @@ projects = AppGroup("projects", help="Manage projects.")
 members = AppGroup("members", help="Manage memberships.")
 tokens = AppGroup("deploy-tokens", help="Manage deploy tokens.")
 runner_tokens = AppGroup("runners", help="Manage the runner tokens of projects.")
+leaked = AppGroup("tokens", help="Look up and revoke token values of any kind (leak response).")
+hooks_cli = AppGroup("webhooks", help="Deliver queued webhook events.")
 crypto = AppGroup("encryption", help="Manage the key that encrypts recoverable secrets.")
 
 
@@ -63,6 +66,31 @@ def users_unlock(username):
     click.echo(f"Unlocked {username}: password sign-in works again")
 
 
+def _expiry_option(expires_at: Optional[str]):
+    try:
+        return deploy_tokens.expiry_from_date(date.fromisoformat(expires_at))
+    except ValueError:
+        _fail(ValueError(f"--expires-at '{expires_at}' is not a date (use YYYY-MM-DD)"))
+
+
+GRACE_HELP = ("Seconds the previous secret keeps working (0 to 604800, i.e. 7 days; "
+              "default 86400).")
+
+
+def _rotate(kind, owner, token_id: int, expires_at: Optional[str], grace_period: Optional[int]):
+    """Rotate a token of any kind; print the JSON a script needs (the new secret, once)."""
+    options = {"grace_period": grace_period}
+    if expires_at:
+        options["expires_at"] = _expiry_option(expires_at)
+    try:
+        token, secret = kind.rotate(owner, token_id, **options)
+    except (DomainError, encryption.EncryptionKeyError) as error:
+        _fail(error)
+    click.echo(json.dumps({"id": token.id, "name": token.name, "token": secret,
+                           "expires_at": iso8601(token.expires_at),
+                           "previous_token_expires_at": iso8601(token.previous_expires_at)}))
+
+
 @users.command("token")
 @click.argument("username")
 @click.option("--name", required=True, help="What the token is for.")
@@ -85,6 +113,20 @@ def users_token(username, name, scopes, expires_at):
     except DomainError as error:
         _fail(error)
     click.echo(secret)
+
+
+@users.command("rotate-token")
+@click.argument("username")
+@click.argument("token_id", type=int)
+@click.option("--expires-at", help="A new expiry date, YYYY-MM-DD (default: keep it).")
+@click.option("--grace-period", type=int, help=GRACE_HELP)
+def users_rotate_token(username, token_id, expires_at, grace_period):
+    """Give a personal access token a new secret and print it as JSON (shown only once)."""
+    user = accounts.find_user(username)
+    if user is None:
+        _fail(NotFound(f"No user '{username}'"))
+    _rotate(personal_access_tokens.PERSONAL_ACCESS_TOKENS, user, token_id, expires_at,
+            grace_period)
 
 
 @groups.command("create")
@@ -132,7 +174,9 @@ def members_add(full_path, username, role):
 @click.option("--scopes", required=True, help="Comma-separated, e.g. read_repository,read_registry")
 @click.option("--username", help="Defaults to gitlab+deploy-token-{id}.")
 @click.option("--expires-at", help="YYYY-MM-DD; the token stops working at 00:00 UTC that day.")
-def tokens_create(full_path, name, scopes, username, expires_at):
+@click.option("--allowed-ips", help="Comma-separated addresses and CIDR ranges the token may "
+                                    "be used from (default: anywhere).")
+def tokens_create(full_path, name, scopes, username, expires_at, allowed_ips):
     """Create a deploy token and print it as JSON (the only time the token is shown)."""
     owner = _owner(full_path)
     expiry = None
@@ -143,12 +187,14 @@ def tokens_create(full_path, name, scopes, username, expires_at):
             _fail(ValueError(f"--expires-at '{expires_at}' is not a date (use YYYY-MM-DD)"))
     try:
         token, secret = deploy_tokens.create(
-            owner, name=name, scopes=scopes.split(","), username=username, expires_at=expiry)
+            owner, name=name, scopes=scopes.split(","), username=username, expires_at=expiry,
+            allowed_ips=allowed_ips)
     except (DomainError, encryption.EncryptionKeyError) as error:
         _fail(error)
     click.echo(json.dumps({"id": token.id, "name": token.name, "username": token.username,
                            "token": secret, "scopes": token.scopes,
-                           "expires_at": iso8601(token.expires_at)}))
+                           "expires_at": iso8601(token.expires_at),
+                           "allowed_ips": token.allowed_networks}))
 
 
 @tokens.command("list")
@@ -161,7 +207,10 @@ def tokens_list(full_path):
             "id": token.id, "name": token.name, "username": token.username,
             "scopes": token.scopes, "expires_at": iso8601(token.expires_at),
             "revoked": token.revoked, "expired": token.expired_at(now),
-            "last_used_at": iso8601(token.last_used_at), "last_used_ip": token.last_used_ip}))
+            "last_used_at": iso8601(token.last_used_at), "last_used_ip": token.last_used_ip,
+            "allowed_ips": token.allowed_networks,
+            "previous_token_expires_at": iso8601(
+                token.previous_expires_at if token.in_grace_at(now) else None)}))
 
 
 @tokens.command("revoke")
@@ -174,6 +223,16 @@ def tokens_revoke(full_path, token_id):
     except DomainError as error:
         _fail(error)
     click.echo(f"Revoked deploy token {token.id} ({token.name})")
+
+
+@tokens.command("rotate")
+@click.argument("full_path")
+@click.argument("token_id", type=int)
+@click.option("--expires-at", help="A new expiry date, YYYY-MM-DD (default: keep it).")
+@click.option("--grace-period", type=int, help=GRACE_HELP)
+def tokens_rotate(full_path, token_id, expires_at, grace_period):
+    """Give a deploy token a new secret and print it as JSON (shown only once)."""
+    _rotate(deploy_tokens.DEPLOY_TOKENS, _owner(full_path), token_id, expires_at, grace_period)
 
 
 def _project(full_path: str):
@@ -220,6 +279,71 @@ def runners_revoke(full_path, token_id):
     click.echo(f"Revoked runner token {token.id} ({token.label})")
 
 
+@runner_tokens.command("rotate")
+@click.argument("full_path")
+@click.argument("token_id", type=int)
+@click.option("--grace-period", type=int, help=GRACE_HELP)
+def runners_rotate(full_path, token_id, grace_period):
+    """Give a runner token a new secret and print it as JSON (shown only once)."""
+    _rotate(runners.RUNNER_TOKENS, _project(full_path), token_id, None, grace_period)
+
+
+def _leaked_values(stream):
+    for line in stream:
+        value = line.strip()
+        if value and not value.startswith("#"):
+            yield value
+
+
+def _masked(value: str) -> str:
+    # Enough to match a report line to its input, never the whole secret.
+    return value[:9] + "…" if len(value) > 12 else "…"
+
+
+def _leak_report(value: str, found, now) -> dict:
+    if found is None:
+        return {"value": _masked(value), "found": False}
+    token = found.token
+    owner = token.owner
+    return {"value": _masked(value), "found": True, "kind": found.kind.key, "id": token.id,
+            "name": token.name, "owner": getattr(owner, "full_path", None)
+            or getattr(owner, "username", None), "scopes": token.scopes,
+            "matched": found.matched, "state": found.state(now),
+            "last_used_at": iso8601(token.last_used_at), "last_used_ip": token.last_used_ip}
+
+
+VALUES = click.argument("values", type=click.File("r"), default="-")
+
+
+@leaked.command("identify")
+@VALUES
+def leaked_identify(values):
+    """Say what each value in VALUES (default: standard input; one per line) is; change nothing."""
+    from .services import secret_tokens
+    for value in _leaked_values(values):
+        click.echo(json.dumps(_leak_report(value, secret_tokens.identify(value),
+                                           deploy_tokens.utcnow())))
+
+
+@leaked.command("revoke")
+@VALUES
+def leaked_revoke(values):
+    """Revoke the token of each value in VALUES (default: standard input; one per line);
+    print JSON lines.
+
+    A value that is the previous secret of a rotated token only loses its grace period.
+    Exits 1 when some value matched no token.
+    """
+    from .services import secret_tokens
+    unknown = 0
+    for value in _leaked_values(values):
+        found = secret_tokens.revoke_value(value)
+        unknown += found is None
+        click.echo(json.dumps(_leak_report(value, found, deploy_tokens.utcnow())))
+    if unknown:
+        raise click.exceptions.Exit(1)
+
+
 @crypto.command("rotate")
 @click.option("--new-key-file", required=True, type=click.Path(dir_okay=False),
               help="File holding the new key (base64 of 32 bytes); generated (0600) if absent.")
@@ -261,6 +385,30 @@ def _replace_key_file(target: Path, key: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
+
+
+@hooks_cli.command("deliver")
+def webhooks_deliver():
+    """Send every queued webhook delivery that is due (failures are retried with backoff)."""
+    from .services import webhooks
+    outcome = webhooks.deliver_due()
+    click.echo(f"Webhooks: {outcome['delivered']} delivered, {outcome['retrying']} to retry, "
+               f"{outcome['failed']} failed for good")
+
+
+@click.command("notify")
+@with_appcontext
+def notify():
+    """Mail expiry warnings that are due (cron-safe: each mail is sent once)."""
+    from .services import expiry_warnings
+    try:
+        summary = expiry_warnings.run()
+    except ValueError as error:
+        _fail(error)
+    click.echo(f"Expiry warnings: {summary.tokens} token(s), {summary.mails} mail(s) sent"
+               + (f", {summary.failed} failed (retried next pass)" if summary.failed else ""))
+    if summary.failed:
+        raise click.exceptions.Exit(1)
 
 
 @click.command("seed-demo")
@@ -355,6 +503,6 @@ def nginx_config(listen, upstreams, runtime_dir, workers, user):
 
 
 def register(app) -> None:
-    for command in (users, groups, projects, members, tokens, runner_tokens, crypto, packages_cli,
-                    repositories_cli, nginx_cli, seed_demo):
+    for command in (users, groups, projects, members, tokens, runner_tokens, leaked, crypto,
+                    packages_cli, repositories_cli, nginx_cli, hooks_cli, notify, seed_demo):
         app.cli.add_command(command)

@@ -46,6 +46,13 @@ DEFAULTS = {
     "REDIS_PREFIX": "gatehouse:",
     # Seconds to wait for Redis before the ban falls back to the database counters.
     "REDIS_TIMEOUT": 0.5,
+    # Expiry warnings (`flask notify`): days before expiry; SMTP URL (None: log instead).
+    "EXPIRY_WARNING_DAYS": [30, 7, 1],
+    "SMTP_URL": None,
+    "SMTP_TIMEOUT": 30,
+    "MAIL_FROM": "Gatehouse <gatehouse@localhost>",
+    # Webhooks may target loopback and private addresses only when this is set (SSRF).
+    "WEBHOOK_ALLOW_LOCAL": False,
     # Largest package file accepted, in bytes (checked while the upload streams).
     "MAX_PACKAGE_SIZE": 5 * 1024 ** 3,
     # Git LFS: the largest object accepted (bytes), and how long the transfer

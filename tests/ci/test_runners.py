@@ -25,7 +25,7 @@ def project(make):
 
 def test_create_shows_the_secret_once_and_stores_its_digest(project, ctx):
     token, secret = runners.RUNNER_TOKENS.create(accounts.find_project(PROJECT), name=" build 1 ")
-    assert secret.startswith("glrt-") and len(secret) == len("glrt-") + 20
+    assert secret.startswith("glrt-") and len(secret) == len("glrt-") + 26
     row = db.session.get(RunnerToken, token.id)
     assert row.token_digest == secret_tokens.digest(secret)
     assert secret not in repr([getattr(row, c.key) for c in RunnerToken.__table__.columns])

@@ -6,15 +6,18 @@ from .container_registry import ContainerRepository
 from .deploy_tokens import SCOPES, DeployToken
 from .lfs import LfsLock, LfsObject, LfsObjectProject
 from .forms import FormSubmission
+from .notifications import ExpiryNotification
 from .packages import PACKAGE_TYPES, Package, PackageFile, PackageTag
 from .personal_access_tokens import PAT_SCOPES, PersonalAccessToken
 from .runners import RunnerToken
 from .types import UTCDateTime, iso8601, utcnow
+from .webhooks import Webhook, WebhookDelivery
 
 __all__ = [
     "AccessLevel", "AuditEvent", "AuthFailure", "ContainerRepository", "DeployToken",
-    "FormSubmission", "Group", "LfsLock", "LfsObject", "LfsObjectProject", "Membership",
+    "ExpiryNotification", "FormSubmission", "Group", "LfsLock", "LfsObject",
+    "LfsObjectProject", "Membership",
     "PACKAGE_TYPES", "PAT_SCOPES", "Package", "PackageFile", "PackageTag",
     "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
-    "UTCDateTime", "Visibility", "iso8601", "utcnow",
+    "UTCDateTime", "Visibility", "Webhook", "WebhookDelivery", "iso8601", "utcnow",
 ]

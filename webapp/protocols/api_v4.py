@@ -17,11 +17,14 @@ from urllib.parse import quote
 from flask import Blueprint, current_app, g, jsonify, request
 
 from ..extensions import db
-from ..models import DeployToken, Group, Project, User, iso8601 as iso, utcnow
-from ..services import accounts, container_registry, deploy_tokens
+from ..models import (DeployToken, Group, PersonalAccessToken, Project, User, iso8601 as iso,
+                      utcnow)
+from ..services import accounts, audit, container_registry, deploy_tokens, secret_tokens, webhooks
 from ..services.credentials import PERSONAL_ACCESS_TOKEN, Door
 from ..services.deploy_tokens import DEPLOY_TOKENS
-from ..services.errors import Banned, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from ..services.personal_access_tokens import PERSONAL_ACCESS_TOKENS
+from ..services.errors import (AddressNotAllowed, Banned, DomainError, Forbidden, Invalid,
+                               NotFound, Unauthenticated)
 from ..services.policy import INSTANCE, Action, Principal, authorize, visible
 from .auth import authenticate
 from .packages.common import raw_segment
@@ -33,6 +36,8 @@ DOOR = Door("api", bare_tokens=frozenset({PERSONAL_ACCESS_TOKEN}))
 # What /api/v4/version reports: the GitLab API level these endpoints follow.
 GITLAB_VERSION = "17.6.0"
 READ_METHODS = {"GET", "HEAD", "OPTIONS"}
+# Every answer that carries a secret: no cache, browser or proxy, may keep it.
+NO_STORE = {"Cache-Control": "no-store"}
 
 
 class ApiError(Exception):
@@ -70,8 +75,8 @@ def _refused(error: DomainError):
         text = str(error)
         return jsonify(message=text if text.startswith("404") else "404 Not Found"), 404
     if isinstance(error, Forbidden):
-        # A ban or an account lock says so; a policy refusal stays GitLab's bare 403.
-        reason = f" - {error}" if isinstance(error, Banned) else ""
+        # A ban or an address refusal says so; a policy refusal stays GitLab's bare 403.
+        reason = f" - {error}" if isinstance(error, (Banned, AddressNotAllowed)) else ""
         return jsonify(message=f"403 Forbidden{reason}"), 403
     return jsonify(message=f"{error.status} {error}"), error.status
 
@@ -147,7 +152,27 @@ def _actor(principal: Principal) -> User:
 def token_json(token: DeployToken, now: datetime, secret: Optional[str] = None) -> dict:
     body = {"id": token.id, "name": token.name, "username": token.username,
             "expires_at": iso(token.expires_at), "scopes": token.scopes,
-            "revoked": token.revoked, "expired": token.expired_at(now)}
+            "revoked": token.revoked, "expired": token.expired_at(now),
+            "allowed_ips": token.allowed_networks, **_grace_json(token, now)}
+    if secret is not None:
+        body["token"] = secret
+    return body
+
+
+def _grace_json(token, now: datetime) -> dict:
+    """Gatehouse's addition: until when the secret before the last rotation works."""
+    return {"previous_token_expires_at":
+            iso(token.previous_expires_at) if token.in_grace_at(now) else None}
+
+
+def pat_json(token: PersonalAccessToken, now: datetime, secret: Optional[str] = None) -> dict:
+    """A personal access token in GitLab's shape (its expiry is a date there)."""
+    body = {"id": token.id, "name": token.name, "revoked": token.revoked,
+            "created_at": iso(token.created_at), "description": None, "scopes": token.scopes,
+            "user_id": token.user_id, "last_used_at": iso(token.last_used_at),
+            "active": token.active_at(now),
+            "expires_at": token.expires_at.date().isoformat() if token.expires_at else None,
+            "allowed_ips": token.allowed_networks, **_grace_json(token, now)}
     if secret is not None:
         body["token"] = secret
     return body
@@ -346,8 +371,36 @@ def create_token(kind: str, ref: str):
         owner, name=_string(params, "name"), scopes=_scopes(params["scopes"]),
         username=_string(params, "username"),
         expires_at=_expiry(_string(params, "expires_at")),
-        actor=_actor(principal), ip=request.remote_addr)
-    return jsonify(token_json(token, utcnow(), secret)), 201, {"Cache-Control": "no-store"}
+        allowed_ips=params.get("allowed_ips"), actor=_actor(principal), ip=request.remote_addr)
+    return jsonify(token_json(token, utcnow(), secret)), 201, NO_STORE
+
+
+def _rotation(params: dict) -> dict[str, Any]:
+    """The optional `expires_at` and `grace_period` (whole seconds) of a rotation."""
+    options: dict[str, Any] = {}
+    if params.get("expires_at") is not None:
+        options["expires_at"] = _expiry(_string(params, "expires_at"))
+    raw = params.get("grace_period")
+    if raw is not None:
+        if isinstance(raw, str) and re.fullmatch(r"\s*\d{1,9}\s*", raw):
+            raw = int(raw)
+        if not isinstance(raw, int) or isinstance(raw, bool):
+            raise Invalid({"grace_period": [
+                "Grace period must be a whole number of seconds from 0 to 604800 (7 days)"]})
+        options["grace_period"] = raw
+    return options
+
+
+def rotate_token(kind: str, ref: str, token_id: int):
+    """Gatehouse's addition: a new secret, the old one valid for a grace period."""
+    principal, owner = _managed_owner(kind, ref)
+    options = _rotation(_params())
+    try:
+        token, secret = DEPLOY_TOKENS.rotate(owner, token_id, actor=_actor(principal),
+                                             ip=request.remote_addr, **options)
+    except NotFound:
+        raise _not_found("Deploy Token")
+    return jsonify(token_json(token, utcnow(), secret)), 200, NO_STORE
 
 
 def show_token(kind: str, ref: str, token_id: int):
@@ -368,6 +421,219 @@ def delete_token(kind: str, ref: str, token_id: int):
     return "", 204
 
 
+def identified_json(found: secret_tokens.Identified, now: datetime) -> dict:
+    """What an admin learns about a leaked value: kind, id, owner, scopes, state, last use."""
+    token = found.token
+    owner = token.owner
+    if isinstance(owner, User):
+        owner_json = {"type": "user", "id": owner.id, "username": owner.username}
+    else:
+        owner_json = {"type": "project" if isinstance(owner, Project) else "group",
+                      "id": owner.id, "full_path": owner.full_path}
+    return {"kind": found.kind.key, "id": token.id, "name": token.name,
+            "owner": owner_json, "scopes": token.scopes, "state": found.state(now),
+            "matched": found.matched, "revoked": token.revoked,
+            "created_at": iso(token.created_at), "expires_at": iso(token.expires_at),
+            "last_used_at": iso(token.last_used_at), "last_used_ip": token.last_used_ip,
+            **_grace_json(token, now)}
+
+
+def _leaked_value() -> str:
+    # From the body only: a secret in the query string would end up in access logs.
+    if "token" in request.args:
+        raise ApiError(400, {"error": "send token in the request body, not the URL"})
+    value = _params().get("token")
+    if value is None:
+        raise ApiError(400, {"error": "token is missing"})
+    if not isinstance(value, str):
+        raise ApiError(400, {"error": "token is invalid"})
+    return value
+
+
+@bp.post("/admin/token")
+def identify_token():
+    """GitLab's token information API: what a secret is, for any Gatehouse token kind."""
+    authorize(signed_in(), Action.IDENTIFY_ANY_TOKEN, INSTANCE)
+    found = secret_tokens.identify(_leaked_value())
+    if found is None:
+        raise _not_found("Token")
+    response = jsonify(identified_json(found, utcnow()))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.delete("/admin/token")
+def revoke_leaked_token():
+    """Revoke the token a leaked secret belongs to (a previous secret: end its grace)."""
+    principal = signed_in()
+    authorize(principal, Action.IDENTIFY_ANY_TOKEN, INSTANCE)
+    found = secret_tokens.revoke_value(_leaked_value(), actor=_actor(principal),
+                                       ip=request.remote_addr)
+    if found is None:
+        raise _not_found("Token")
+    return "", 204
+
+
+# ---------------------------------------------------------------- audit events
+
+def audit_event_json(event, entity=None) -> dict:
+    """GitLab's audit event shape; `details` also carries what Gatehouse recorded."""
+    entity_type = type(entity).__name__ if entity is not None else "Instance"
+    details = dict(event.details or {})
+    details.update({"author_name": event.actor_name, "target_id": event.target_id,
+                    "target_type": event.target_type,
+                    "target_details": details.get("name") or details.get("url"),
+                    "ip_address": event.ip, "event_name": event.action,
+                    "entity_path": getattr(entity, "full_path", None)})
+    return {"id": event.id, "author_id": event.actor_id or -1,
+            "entity_id": getattr(entity, "id", None), "entity_type": entity_type,
+            "event_name": event.action, "details": details,
+            "created_at": iso(event.created_at)}
+
+
+def _moment(name: str) -> Optional[datetime]:
+    raw = request.args.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return _expiry(raw)
+    except ApiError:
+        raise ApiError(400, {"error": f"{name} is invalid"})
+
+
+def _audit_filters() -> dict:
+    token_id = request.args.get("token_id")
+    if token_id is not None and not token_id.isdigit():
+        raise ApiError(400, {"error": "token_id is invalid"})
+    return {"token_id": int(token_id) if token_id else None,
+            "after": _moment("created_after"), "before": _moment("created_before")}
+
+
+def _paged_events(owner, path: Optional[str] = None):
+    events, headers = paginate(audit.events_query(owner, **_audit_filters()), path=path)
+    response = jsonify([audit_event_json(e, owner) for e in events])
+    response.headers.update(headers)
+    return response
+
+
+@bp.get("/audit_events")
+def all_audit_events():
+    """Every audit event of the instance: administrators only."""
+    authorize(signed_in(), Action.READ_ALL_AUDIT_EVENTS, INSTANCE)
+    return _paged_events(None)
+
+
+def owner_audit_events(kind: str, ref: str):
+    principal = signed_in()
+    target = _owner(kind, ref, principal)
+    try:
+        owner = authorize(principal, Action.READ_AUDIT_EVENTS, target)
+    except NotFound:
+        raise _not_found(OWNERS[kind][1])
+    return _paged_events(owner, path=f"{bp.url_prefix}/{kind}/{quote(ref, safe='')}/audit_events")
+
+
+# ---------------------------------------------------------------- webhooks
+
+def hook_json(hook) -> dict:
+    owner_key = "project_id" if hook.project_id is not None else "group_id"
+    return {"id": hook.id, "url": hook.url, owner_key: hook.owner.id,
+            "created_at": iso(hook.created_at), "deploy_token_events": hook.deploy_token_events,
+            "enable_ssl_verification": hook.enable_ssl_verification,
+            "push_events": False, "alert_status": "executable"}
+
+
+def delivery_json(delivery) -> dict:
+    return {"id": delivery.id, "event": delivery.event, "state": delivery.state,
+            "attempts": delivery.attempts, "response_status": delivery.last_status,
+            "error": delivery.last_error, "created_at": iso(delivery.created_at),
+            "next_attempt_at": iso(delivery.next_attempt_at) if delivery.state == "pending"
+            else None, "delivered_at": iso(delivery.delivered_at)}
+
+
+def _boolean(params: dict, name: str, default: bool) -> bool:
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "t"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "f"):
+        return False
+    raise ApiError(400, {"error": f"{name} is invalid"})
+
+
+def _hooks_owner(kind: str, ref: str):
+    principal = signed_in()
+    target = _owner(kind, ref, principal)
+    try:
+        return principal, authorize(principal, Action.MANAGE_WEBHOOKS, target)
+    except NotFound:
+        raise _not_found(OWNERS[kind][1])
+
+
+def _hook(owner, hook_id: int):
+    try:
+        return webhooks.get_for(owner, hook_id)
+    except NotFound:
+        raise _not_found("Hook")
+
+
+def list_hooks(kind: str, ref: str):
+    _, owner = _hooks_owner(kind, ref)
+    return jsonify([hook_json(h) for h in webhooks.list_for(owner)])
+
+
+def create_hook(kind: str, ref: str):
+    principal, owner = _hooks_owner(kind, ref)
+    params = _params()
+    if params.get("url") is None:
+        raise ApiError(400, {"error": "url is missing"})
+    hook = webhooks.create(
+        owner, url=_string(params, "url"), token=_string(params, "token"),
+        deploy_token_events=_boolean(params, "deploy_token_events", True),
+        enable_ssl_verification=_boolean(params, "enable_ssl_verification", True),
+        actor=_actor(principal), ip=request.remote_addr)
+    return jsonify(hook_json(hook)), 201
+
+
+def show_hook(kind: str, ref: str, hook_id: int):
+    _, owner = _hooks_owner(kind, ref)
+    return jsonify(hook_json(_hook(owner, hook_id)))
+
+
+def delete_hook(kind: str, ref: str, hook_id: int):
+    principal, owner = _hooks_owner(kind, ref)
+    _hook(owner, hook_id)
+    webhooks.delete(owner, hook_id, actor=_actor(principal), ip=request.remote_addr)
+    return "", 204
+
+
+def hook_deliveries(kind: str, ref: str, hook_id: int):
+    """Gatehouse's addition: the hook's last deliveries and their outcome."""
+    _, owner = _hooks_owner(kind, ref)
+    return jsonify([delivery_json(d) for d in webhooks.deliveries(_hook(owner, hook_id))])
+
+
+@bp.post("/personal_access_tokens/<int:token_id>/rotate")
+@bp.post("/personal_access_tokens/self/rotate")
+def rotate_personal_access_token(token_id: Optional[int] = None):
+    """GitLab's rotation of a personal access token: by its owner, or by an admin.
+
+    Unlike GitLab, the token keeps its id and its old secret works for a grace period.
+    """
+    principal = signed_in()
+    token_id = principal.token_id if token_id is None else token_id
+    token = db.session.get(PersonalAccessToken, token_id)
+    if token is None or not (principal.is_admin or token.user_id == principal.user_id):
+        raise _not_found()
+    options = _rotation(_params())
+    token, secret = PERSONAL_ACCESS_TOKENS.rotate(
+        token.user, token.id, actor=_actor(principal), ip=request.remote_addr, **options)
+    return jsonify(pat_json(token, utcnow(), secret)), 200, NO_STORE
+
+
 for _kind in OWNERS:
     _tokens = f"/{_kind}/<path:ref>/deploy_tokens"
     bp.add_url_rule(f"/{_kind}/<path:ref>", f"{_kind}_show", show_owner,
@@ -380,6 +646,21 @@ for _kind in OWNERS:
                     methods=["GET"], defaults={"kind": _kind})
     bp.add_url_rule(f"{_tokens}/<int:token_id>", f"{_kind}_delete_deploy_token", delete_token,
                     methods=["DELETE"], defaults={"kind": _kind})
+    bp.add_url_rule(f"{_tokens}/<int:token_id>/rotate", f"{_kind}_rotate_deploy_token",
+                    rotate_token, methods=["POST"], defaults={"kind": _kind})
+    bp.add_url_rule(f"/{_kind}/<path:ref>/audit_events", f"{_kind}_audit_events",
+                    owner_audit_events, methods=["GET"], defaults={"kind": _kind})
+    _hooks = f"/{_kind}/<path:ref>/hooks"
+    bp.add_url_rule(_hooks, f"{_kind}_list_hooks", list_hooks, methods=["GET"],
+                    defaults={"kind": _kind})
+    bp.add_url_rule(_hooks, f"{_kind}_create_hook", create_hook, methods=["POST"],
+                    defaults={"kind": _kind})
+    bp.add_url_rule(f"{_hooks}/<int:hook_id>", f"{_kind}_show_hook", show_hook,
+                    methods=["GET"], defaults={"kind": _kind})
+    bp.add_url_rule(f"{_hooks}/<int:hook_id>", f"{_kind}_delete_hook", delete_hook,
+                    methods=["DELETE"], defaults={"kind": _kind})
+    bp.add_url_rule(f"{_hooks}/<int:hook_id>/deliveries", f"{_kind}_hook_deliveries",
+                    hook_deliveries, methods=["GET"], defaults={"kind": _kind})
 
 
 # ---------------------------------------------------------------- container registry

@@ -13,7 +13,8 @@ else:
    password towards its account's lock) or success accounting (the account's count
    clears; the IP's count does not, so someone's good logins never pay for guesses
    against another account);
-4. the record of the token's last use.
+4. the token's address allowlist (a refusal counts as a failed attempt, step 3);
+5. the record of the token's last use.
 
 It returns one Principal or raises a domain error that the door turns into its own wire
 format.
@@ -28,8 +29,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
 from ..models import User, utcnow
-from . import auth_ban, deploy_tokens, personal_access_tokens, runners
-from .errors import AccountLocked, Banned, CredentialRefused, Malformed, Unauthenticated
+from . import audit, auth_ban, deploy_tokens, personal_access_tokens, runners
+from .errors import (AccountLocked, AddressNotAllowed, Banned, CredentialRefused, Malformed,
+                     Unauthenticated)
 from .policy import ANONYMOUS, Principal, PrincipalKind
 from .secret_tokens import KINDS, has_control_characters
 
@@ -87,8 +89,8 @@ def authenticate(credentials: Credentials, door: Door, *, ip: Optional[str]) -> 
         # Nothing was looked up, so nothing was guessed: this does not count.
         raise CredentialRefused(_accepted_here(door))
     try:
-        principal = _lookup(credentials, door)
-    except (Unauthenticated, AccountLocked):
+        principal = _lookup(credentials, door, ip)
+    except (Unauthenticated, AccountLocked, AddressNotAllowed):
         auth_ban.record_failure(ip)
         raise
     record_use(principal, ip)
@@ -118,23 +120,35 @@ def _accepted_here(door: Door) -> str:
     return "This endpoint accepts only " + " and ".join(names or ["no credentials"])
 
 
-def _lookup(credentials: Credentials, door: Door) -> Principal:
+def _lookup(credentials: Credentials, door: Door, ip: Optional[str]) -> Principal:
     if credentials.malformed:
         raise Unauthenticated(WRONG)
     if credentials.secret is not None:
         for key in sorted(credentials.secret_kinds & door.bare_tokens):
             token = KINDS[key].find_active(credentials.secret)
             if token is not None:
-                return for_token(key, token)
+                return for_token(key, _from_allowed_address(key, token, ip, door))
         raise Unauthenticated("Unknown, revoked or expired token")
     username, password = credentials.username or "", credentials.password or ""
     if DEPLOY_TOKEN in door.basic_tokens:
         token = deploy_tokens.find_active(username, password)
         if token is not None:
-            return for_token(DEPLOY_TOKEN, token)
+            return for_token(DEPLOY_TOKEN, _from_allowed_address(DEPLOY_TOKEN, token, ip, door))
     if door.passwords:
         return for_user(_check_password(username, password))
     raise Unauthenticated(WRONG)
+
+
+def _from_allowed_address(key: str, token, ip: Optional[str], door: Door):
+    """The token, when its allowlist (if any) holds the client's address; else refuse."""
+    if token.allows_address(ip):
+        return token
+    kind = KINDS[key]
+    audit.record(f"{key}_address_refused", token, actor=None, ip=ip, door=door.name,
+                 **kind.audit_details(token))
+    db.session.commit()
+    raise AddressNotAllowed(f"This {kind.label.lower()} is not allowed from this address "
+                            f"({ip or 'unknown'})")
 
 
 # ---------------------------------------------------------------- passwords

@@ -9,7 +9,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import SCOPES, DeployToken, Group, Project, User, utcnow
-from . import audit, encryption, secret_tokens
+from . import audit, encryption, secret_tokens, webhooks
 from .secret_tokens import TokenKind
 
 USERNAME_RE = re.compile(r"[a-zA-Z0-9.+_-]+")
@@ -57,7 +57,10 @@ def validate(name: Optional[str], username: Optional[str], scopes: list[str],
 
 
 def _keep_ci_secret(token: DeployToken, secret: str) -> None:
-    """CI hands the gitlab-deploy-token's secret to jobs, so it alone stays recoverable."""
+    """CI hands the gitlab-deploy-token's secret to jobs, so it alone stays recoverable.
+
+    Called on creation and on every rotation, so jobs get a rotated secret at once.
+    """
     if token.project_id is None or token.name != CI_TOKEN_NAME:
         return
     try:
@@ -85,18 +88,19 @@ DEPLOY_TOKENS = TokenKind(
                                  "owner": token.owner.full_path, "username": token.username},
     # Deleted through the API: kept for the audit trail, never listed or found by id.
     hidden=lambda model: model.deleted_at.is_not(None),
-    on_create=_keep_ci_secret,
+    on_secret=_keep_ci_secret,
+    on_event=lambda name, token: webhooks.enqueue(f"deploy_token_{name}", token),
 )
 
 
 def create(owner: Owner, *, name: Optional[str], scopes: list[str],
            username: Optional[str] = None, expires_at: Optional[datetime] = None,
-           actor: Optional[User] = None, ip: Optional[str] = None,
+           allowed_ips=None, actor: Optional[User] = None, ip: Optional[str] = None,
            now: Optional[datetime] = None) -> tuple[DeployToken, str]:
     """Create a token for a project or group; return it with its secret, shown once."""
     username = (username or "").strip() or None
     return DEPLOY_TOKENS.create(owner, name=name, scopes=scopes, expires_at=expires_at,
-                                actor=actor, ip=ip, now=now,
+                                allowed_ips=allowed_ips, actor=actor, ip=ip, now=now,
                                 errors=validate_username(username), custom_username=username)
 
 
@@ -132,6 +136,7 @@ def destroy(owner: Owner, token_id: int, *, actor: Optional[User] = None,
     token.deleted_at = now
     audit.record("deploy_token_destroyed", token, actor=actor, ip=ip,
                  **DEPLOY_TOKENS.audit_details(token))
+    DEPLOY_TOKENS.event("destroyed", token)
     db.session.commit()
     return token
 

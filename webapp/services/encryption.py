@@ -104,11 +104,13 @@ def decrypt(stored: str, aad: bytes, key: Optional[bytes] = None) -> str:
                               "another row")
 
 
-# Every encrypted column: (model, attribute, associated data for a row). One today.
+# Every encrypted column: (model, attribute, associated data for a row).
 def _columns() -> list[tuple[type, str, Callable[[object], bytes]]]:
-    from ..models import DeployToken
+    from ..models import DeployToken, Webhook
     from .deploy_tokens import secret_aad
-    return [(DeployToken, "token_encrypted", lambda row: secret_aad(row.id))]
+    from .webhooks import token_aad
+    return [(DeployToken, "token_encrypted", lambda row: secret_aad(row.id)),
+            (Webhook, "token_encrypted", lambda row: token_aad(row.id))]
 
 
 def rotate(old_key: bytes, new_key: bytes) -> int:

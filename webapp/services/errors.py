@@ -39,6 +39,10 @@ class Banned(Forbidden):
     """The client's address failed authentication too often: refused before any lookup."""
 
 
+class AddressNotAllowed(Forbidden):
+    """A valid token used from outside its address allowlist."""
+
+
 class AccountLocked(Forbidden):
     """Too many wrong passwords for this account: password sign-in is refused for a while."""
 

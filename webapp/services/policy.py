@@ -23,12 +23,16 @@ class Action(str, enum.Enum):
     DELETE_PACKAGE = "delete_package"
     MANAGE_DEPLOY_TOKENS = "manage_deploy_tokens"
     FORCE_UNLOCK_LFS = "force_unlock_lfs"
+    MANAGE_WEBHOOKS = "manage_webhooks"
+    READ_AUDIT_EVENTS = "read_audit_events"
     READ_CI_VARIABLES = "read_ci_variables"
     # Instance-wide actions: their target is INSTANCE.
     REGISTRY_LOGIN = "registry_login"
     API_READ = "api_read"
     API_WRITE = "api_write"
     LIST_ALL_DEPLOY_TOKENS = "list_all_deploy_tokens"
+    IDENTIFY_ANY_TOKEN = "identify_any_token"  # look up and revoke a leaked value
+    READ_ALL_AUDIT_EVENTS = "read_all_audit_events"
 
 
 class PrincipalKind(str, enum.Enum):
@@ -95,6 +99,8 @@ RULES: dict[Action, Rule] = {
     Action.MANAGE_DEPLOY_TOKENS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
     # Removing someone else's Git LFS lock (`git lfs unlock --force`).
     Action.FORCE_UNLOCK_LFS: Rule(frozenset(), WRITE_API, AccessLevel.MAINTAINER),
+    Action.MANAGE_WEBHOOKS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
+    Action.READ_AUDIT_EVENTS: Rule(frozenset(), READ_API, AccessLevel.MAINTAINER),
     Action.READ_CI_VARIABLES: Rule(runner=True),
     # `docker login` names no repository: the credentials must carry a registry right.
     Action.REGISTRY_LOGIN: Rule(frozenset({"read_registry", "write_registry"}),
@@ -104,6 +110,10 @@ RULES: dict[Action, Rule] = {
     Action.API_WRITE: Rule(pat_scopes=WRITE_API, level=AccessLevel.GUEST),
     Action.LIST_ALL_DEPLOY_TOKENS: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
                                         admin_only=True),
+    Action.IDENTIFY_ANY_TOKEN: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
+                                    admin_only=True),
+    Action.READ_ALL_AUDIT_EVENTS: Rule(pat_scopes=READ_API, level=AccessLevel.GUEST,
+                                       admin_only=True),
 }
 
 
@@ -258,11 +268,15 @@ def _verb(action: Action) -> str:
         Action.DELETE_PACKAGE: "delete packages from this registry",
         Action.MANAGE_DEPLOY_TOKENS: "manage deploy tokens here",
         Action.FORCE_UNLOCK_LFS: "remove other people's locks",
+        Action.MANAGE_WEBHOOKS: "manage webhooks here",
+        Action.READ_AUDIT_EVENTS: "read the audit events here",
+        Action.READ_ALL_AUDIT_EVENTS: "read every audit event",
         Action.READ_CI_VARIABLES: "read CI variables",
         Action.REGISTRY_LOGIN: "log in to the container registry",
         Action.API_READ: "use the API",
         Action.API_WRITE: "change anything through the API",
         Action.LIST_ALL_DEPLOY_TOKENS: "list every deploy token",
+        Action.IDENTIFY_ANY_TOKEN: "look up tokens by their value",
     }[Action(action)]
 
 

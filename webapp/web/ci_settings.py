@@ -29,4 +29,5 @@ token_panels.register(
                            extras=_variables),
     page=("/<path:full_path>/-/settings/ci_cd", "ci_cd"),
     create=("/<path:full_path>/-/settings/ci_cd/runners", "create_runner"),
-    revoke=("/<path:full_path>/-/runners/<int:token_id>/revoke", "revoke_runner"))
+    revoke=("/<path:full_path>/-/runners/<int:token_id>/revoke", "revoke_runner"),
+    rotate=("/<path:full_path>/-/runners/<int:token_id>/rotate", "rotate_runner"))

@@ -29,6 +29,7 @@ class DeployTokenForm(TokenForm):
         "Expiration date (optional)", validators=[Optional()],
         format="%Y-%m-%d")
     username = StringField("Username (optional)")
+    allowed_ips = StringField("Allowed IP addresses (optional)")
 
 
 for _scope, _description in SCOPES.items():
@@ -48,3 +49,10 @@ class PersonalAccessTokenForm(TokenForm):
 
 for _scope, _description in PAT_SCOPES.items():
     setattr(PersonalAccessTokenForm, _scope, BooleanField(_scope, description=_description))
+
+
+class WebhookForm(FlaskForm):
+    url = StringField("URL")
+    token = StringField("Secret token (optional)")
+    deploy_token_events = BooleanField("Deploy token events", default=True)
+    enable_ssl_verification = BooleanField("Enable SSL verification", default=True)

@@ -29,4 +29,6 @@ for _kind, _prefix, _find, _tokens in (
         page=(_base, f"{_kind}_repository"),
         create=(f"{_base}/deploy_token/create", f"{_kind}_create_deploy_token"),
         revoke=(f"{_prefix}/<path:full_path>/-/deploy_tokens/<int:token_id>/revoke",
-                f"{_kind}_revoke_deploy_token"))
+                f"{_kind}_revoke_deploy_token"),
+        rotate=(f"{_prefix}/<path:full_path>/-/deploy_tokens/<int:token_id>/rotate",
+                f"{_kind}_rotate_deploy_token"))

@@ -55,6 +55,8 @@ class Row:
     revoked: bool
     revoked_at: Optional[datetime]
     badge: str = ""
+    previous_until: Optional[datetime] = None  # the previous secret works until then
+    allowed: tuple[str, ...] = ()               # the addresses it is allowed from
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,14 @@ def _expiry(form) -> Optional[datetime]:
 def _row(t) -> Row:
     """Deploy and personal access tokens; only deploy tokens have a username."""
     return Row(t.id, t.name, getattr(t, "username", None), t.scopes, t.created_at,
-               t.last_used_at, t.last_used_ip, t.expires_at, t.revoked, t.revoked_at)
+               t.last_used_at, t.last_used_ip, t.expires_at, t.revoked, t.revoked_at,
+               **_lifecycle(t))
+
+
+def _lifecycle(t) -> dict:
+    """What rotation and the address allowlist add to every kind's row."""
+    return {"previous_until": t.previous_expires_at if t.in_grace_at(utcnow()) else None,
+            "allowed": tuple(t.allowed_networks)}
 
 
 def _ci_badge(owner, now) -> dict[int, str]:
@@ -124,7 +133,10 @@ PROJECT_DEPLOY_TOKENS = Kind(
                   "Enter an expiration date for your token. Defaults to never expire. "
                   "The token stops working at 00:00 UTC on that date.", "date"),
             Field("username", "Username (optional)",
-                  "Enter a username for your token. Defaults to gitlab+deploy-token-{n}.")),
+                  "Enter a username for your token. Defaults to gitlab+deploy-token-{n}."),
+            Field("allowed_ips", "Allowed IP addresses (optional)",
+                  "Addresses and CIDR ranges (IPv4 or IPv6), separated by commas. The token "
+                  "is refused from anywhere else. Defaults to any address.")),
     scopes=SCOPES,
     scope_notes={"write_registry": Markup(" Pushing an image needs <code>read_registry</code> as well.")},
     columns=(("name", "Name"), ("username", "Username"), ("scopes", "Scopes"),
@@ -133,7 +145,7 @@ PROJECT_DEPLOY_TOKENS = Kind(
     reveal_warning="Use this token as a password. Save it. This password can not be recovered.",
     create=lambda owner, form, actor, ip: deploy_tokens.create(
         owner, name=form.name.data, username=form.username.data, scopes=form.selected_scopes(),
-        expires_at=_expiry(form), actor=actor, ip=ip),
+        expires_at=_expiry(form), allowed_ips=form.allowed_ips.data, actor=actor, ip=ip),
     validate=lambda form, now: deploy_tokens.validate(
         form.name.data, form.username.data, form.selected_scopes(), None, now=now),
     tokens=DEPLOY_TOKENS,
@@ -164,7 +176,7 @@ RUNNER_TOKENS = Kind(
     create=lambda owner, form, actor, ip: RUNNERS.create(
         owner, name=form.description.data, actor=actor, ip=ip),
     row=lambda t: Row(t.id, t.label, None, [], t.created_at, t.last_used_at, t.last_used_ip,
-                      None, t.revoked, t.revoked_at),
+                      None, t.revoked, t.revoked_at, **_lifecycle(t)),
     reveal=lambda t, secret: [(f"Runner authentication token for {t.label}", secret,
                                "Copy runner token")],
 )
@@ -343,6 +355,17 @@ class Panel:
         return self.render(owner, view_args, new_token=new_token, status=200 if repeated else 201,
                            headers=_announce(f"Created {kind.singular} {new_token['name']}."))
 
+    def rotate_view(self, token_id: int, **view_args):
+        """A new secret, shown once; the previous one keeps working for the default grace."""
+        owner = self.owner(**view_args)
+        kind = self.kind
+        token, secret = kind.tokens.rotate(owner, token_id, actor=current_user, ip=client_ip())
+        new_token = {"name": kind.row(token).name, "fields": kind.reveal(token, secret)}
+        notice = (f"Rotated {kind.singular} {new_token['name']}: its previous secret works "
+                  f"until {token.previous_expires_at:%Y-%m-%d %H:%M} UTC.")
+        return self.render(owner, view_args, new_token=new_token, notice=notice,
+                           headers=_announce(notice))
+
     def revoke_view(self, token_id: int, **view_args):
         owner = self.owner(**view_args)
         kind = self.kind
@@ -378,10 +401,12 @@ def _attach(form, errors: dict[str, list[str]]) -> None:
 def register(bp, panel: Panel, **rules: tuple[str, str]) -> None:
     """Add the panel's page, create and revoke URLs to the blueprint.
 
-    `rules` maps "page", "create" and "revoke" to (URL rule, endpoint name).
+    `rules` maps "page", "create", "revoke" and "rotate" to (URL rule, endpoint name).
     """
-    methods = {"page": ["GET"], "create": ["POST"], "revoke": ["GET", "POST"]}
-    views = {"page": panel.page_view, "create": panel.create_view, "revoke": panel.revoke_view}
+    methods = {"page": ["GET"], "create": ["POST"], "revoke": ["GET", "POST"],
+               "rotate": ["POST"]}
+    views = {"page": panel.page_view, "create": panel.create_view, "revoke": panel.revoke_view,
+             "rotate": panel.rotate_view}
     for what, (rule, name) in rules.items():
         bp.add_url_rule(rule, name, login_required(views[what]), methods=methods[what])
         panel.endpoints[what] = f"{bp.name}.{name}"

@@ -12,4 +12,5 @@ token_panels.register(
                            lambda: current_user._get_current_object()),
     page=("/personal_access_tokens", "personal_access_tokens"),
     create=("/personal_access_tokens", "create"),
-    revoke=("/personal_access_tokens/<int:token_id>/revoke", "revoke"))
+    revoke=("/personal_access_tokens/<int:token_id>/revoke", "revoke"),
+    rotate=("/personal_access_tokens/<int:token_id>/rotate", "rotate"))
