@@ -1,6 +1,4 @@
 """One path per project and group, ignoring case: the service, the CLI and the migration."""
-import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +9,7 @@ from webapp.extensions import db
 from webapp.services import accounts, registry
 from webapp.services.errors import Invalid
 
-from .conftest import _admin_url
+from .conftest import fresh_database as make_fresh_database
 
 
 def test_zeta_app_cannot_be_created_beside_zeta_app(ctx, make):
@@ -48,18 +46,8 @@ def test_the_database_refuses_a_case_twin_even_past_the_service(ctx, make):
 @pytest.fixture
 def fresh_database(tmp_path):
     """An empty database of the kind the suite runs on (SQLite, or PostgreSQL)."""
-    base = os.environ.get("DATABASE_URL", "")
-    if not base.startswith("postgres"):
-        yield f"sqlite:///{tmp_path / 'fresh.db'}"
-        return
-    import psycopg
-    name = f"gatehouse_paths_{uuid.uuid4().hex[:10]}"
-    admin = _admin_url(base)
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield admin.split("?", 1)[0].rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with make_fresh_database(tmp_path, "gatehouse_paths") as url:
+        yield url
 
 
 def test_the_migration_lists_colliding_paths_and_changes_nothing(fresh_database, tmp_path, capfd):

@@ -448,7 +448,7 @@ packages_cli = AppGroup("packages", help="Maintain package storage.")
 
 @packages_cli.command("gc")
 def packages_gc():
-    """Remove temp files older than a day and stored files no package row points to."""
+    """Remove temp files whose upload died and stored files nothing points to."""
     from .services import package_storage
     removed = package_storage.gc()
     click.echo(f"Removed {removed['tmp']} temp file(s) and {removed['content']} unreferenced "
