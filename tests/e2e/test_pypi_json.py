@@ -20,3 +20,7 @@ def test_pip_installs_through_the_json_simple_api(live_server, make, tmp_path):
                      r'200 .*"([^"]*)"$', live_server.log.read_text(), re.M)
     assert page, live_server.log.read_text()[-2000:]
     assert page.group(1) == "application/vnd.pypi.simple.v1+json"
+    # PEP 658: pip read the wheel's core metadata from the URL the index announced.
+    assert re.search(r'"GET /api/v4/projects/\d+/packages/pypi/files/[0-9a-f]{64}/'
+                     r'demo_pkg-0\.1\.0-py3-none-any\.whl\.metadata HTTP/1\.1" 200 ',
+                     live_server.log.read_text()), live_server.log.read_text()[-2000:]

@@ -1,5 +1,8 @@
 """Package registry use cases: add files to package versions, find them, npm dist-tags."""
+import functools
+import hashlib
 import re
+import zipfile
 from datetime import datetime
 from typing import Any, Iterable, Optional
 
@@ -415,3 +418,30 @@ def page_for(project: Project, page: int, per_page: int) -> tuple[list[Package],
         .offset((page - 1) * per_page).limit(per_page)))
     return rows, pages
 
+
+# PEP 658 / 714: a wheel's core metadata (its `*.dist-info/METADATA`), served beside the
+# wheel so that pip resolves without downloading every candidate. Read from the stored
+# wheel itself; files are content-addressed, so what was read once never changes.
+METADATA_RE = re.compile(r"^[^/]+\.dist-info/METADATA$")
+METADATA_LIMIT = 1024 * 1024
+
+
+def wheel_metadata(file_sha256: str, file_name: str) -> Optional[bytes]:
+    """The wheel's METADATA file, or None (not a wheel, no single METADATA, too large)."""
+    if not file_name.endswith(".whl"):
+        return None
+    try:
+        with zipfile.ZipFile(package_storage.content_path(file_sha256)) as wheel:
+            found = [i for i in wheel.infolist() if METADATA_RE.match(i.filename)]
+            if len(found) != 1 or found[0].file_size > METADATA_LIMIT:
+                return None
+            return wheel.read(found[0])
+    except (OSError, zipfile.BadZipFile, KeyError, RuntimeError):
+        return None
+
+
+@functools.lru_cache(maxsize=4096)
+def wheel_metadata_sha256(file_sha256: str, file_name: str) -> Optional[str]:
+    """The SHA-256 of the wheel's METADATA, for the index; None when there is none."""
+    data = wheel_metadata(file_sha256, file_name)
+    return hashlib.sha256(data).hexdigest() if data is not None else None

@@ -172,12 +172,22 @@ def pypi_group_links(ref, name):
 @bp.route(PROJECT + "/files/<sha256>/<file_name>")
 def pypi_download(ref, sha256, file_name):
     project, _ = project_for(Action.READ_PACKAGE, ref, FORMAT)
+    # PEP 658: `<wheel URL>.metadata` is the wheel's core metadata.
+    wheel_name = file_name[:-len(METADATA_SUFFIX)] if file_name.endswith(METADATA_SUFFIX) else None
     try:
-        row = packages.file_by_digest(project, "pypi", sha256.lower(), file_name)
+        row = packages.file_by_digest(project, "pypi", sha256.lower(), wheel_name or file_name)
     except NotFound as exc:
         error(404, str(exc))
-    return send_package_file(row)
+    if wheel_name is None:
+        return send_package_file(row)
+    metadata = packages.wheel_metadata(row.file_sha256, row.file_name)
+    if metadata is None:
+        error(404, "404 Metadata Not Found")
+    return Response(metadata, 200, {"Content-Type": "text/plain; charset=utf-8",
+                                    "Cache-Control": "private, max-age=3600"})
 
+
+METADATA_SUFFIX = ".metadata"
 
 # PEP 691: the same index as JSON or HTML, chosen by the Accept header (pip asks for
 # JSON first). Without a preference the HTML form of PEP 503 is served.
@@ -204,6 +214,13 @@ def _negotiated(response: Response) -> Response:
     response.headers["Vary"] = "Accept"
     response.headers["Cache-Control"] = "private, no-cache"
     return response
+
+
+def _core_metadata_json(row: PackageFile) -> dict:
+    digest = packages.wheel_metadata_sha256(row.file_sha256, row.file_name)
+    if digest is None:
+        return {}
+    return {"core-metadata": {"sha256": digest}, "dist-info-metadata": {"sha256": digest}}
 
 
 def _html(title: str, body: str) -> Response:
@@ -234,13 +251,18 @@ def _links(name: str, files: list[PackageFile]) -> Response:
     if _wants_json():
         return _negotiated(_json({"name": normalized, "files": [
             {"filename": row.file_name, "url": url, "hashes": {"sha256": row.file_sha256},
-             **({"requires-python": row.requires_python} if row.requires_python else {})}
+             **({"requires-python": row.requires_python} if row.requires_python else {}),
+             **_core_metadata_json(row)}
             for row, url in entries]}))
     links = []
     for row, url in entries:
         requires = (f' data-requires-python="{escape(row.requires_python)}"'
                     if row.requires_python else "")
-        links.append(f'<a href="{escape(url)}#sha256={row.file_sha256}"{requires}>'
+        digest = packages.wheel_metadata_sha256(row.file_sha256, row.file_name)
+        # PEP 714's name, and PEP 658's for pip versions that know only that one.
+        metadata = (f' data-core-metadata="sha256={digest}" data-dist-info-metadata="sha256={digest}"'
+                    if digest else "")
+        links.append(f'<a href="{escape(url)}#sha256={row.file_sha256}"{requires}{metadata}>'
                      f'{escape(row.file_name)}</a><br>\n')
     return _negotiated(_html(f"Links for {normalized}", "".join(links)))
 
