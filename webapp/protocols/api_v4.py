@@ -235,12 +235,15 @@ def _owner(kind: str, ref: str, principal: Principal):
     return target
 
 
-def _managed_owner(kind: str, ref: str):
-    """The owner whose deploy tokens the caller may manage (Maintainer+ or admin)."""
-    principal = signed_in()
+def _owner_for(kind: str, ref: str, action: Action, principal: Optional[Principal] = None):
+    """The signed-in caller and the project or group on which the policy lets it do `action`.
+
+    A target the caller may not see is "404 Project (or Group) Not Found", as GitLab says.
+    """
+    principal = principal or signed_in()
     target = _owner(kind, ref, principal)
     try:
-        return principal, authorize(principal, Action.MANAGE_DEPLOY_TOKENS, target)
+        return principal, authorize(principal, action, target)
     except NotFound:
         raise _not_found(OWNERS[kind][1])
 
@@ -251,15 +254,7 @@ def _list_path(kind: str, ref: str) -> str:
 
 
 def _active_filter() -> Optional[bool]:
-    raw = request.args.get("active")
-    if raw is None or raw == "":
-        return None
-    value = raw.strip().lower()
-    if value in ("true", "1", "yes", "t"):
-        return True
-    if value in ("false", "0", "no", "f"):
-        return False
-    raise ApiError(400, {"error": "active is invalid"})
+    return _boolean(request.args, "active", None)
 
 
 def _paged_tokens(owner, path: Optional[str] = None):
@@ -357,12 +352,12 @@ def show_owner(kind: str, ref: str):
 
 
 def list_tokens(kind: str, ref: str):
-    _, owner = _managed_owner(kind, ref)
+    _, owner = _owner_for(kind, ref, Action.MANAGE_DEPLOY_TOKENS)
     return _paged_tokens(owner, path=_list_path(kind, ref))
 
 
 def create_token(kind: str, ref: str):
-    principal, owner = _managed_owner(kind, ref)
+    principal, owner = _owner_for(kind, ref, Action.MANAGE_DEPLOY_TOKENS)
     params = _params()
     missing = [name for name in ("name", "scopes") if params.get(name) is None]
     if missing:
@@ -393,7 +388,7 @@ def _rotation(params: dict) -> dict[str, Any]:
 
 def rotate_token(kind: str, ref: str, token_id: int):
     """Gatehouse's addition: a new secret, the old one valid for a grace period."""
-    principal, owner = _managed_owner(kind, ref)
+    principal, owner = _owner_for(kind, ref, Action.MANAGE_DEPLOY_TOKENS)
     options = _rotation(_params())
     try:
         token, secret = DEPLOY_TOKENS.rotate(owner, token_id, actor=_actor(principal),
@@ -404,7 +399,7 @@ def rotate_token(kind: str, ref: str, token_id: int):
 
 
 def show_token(kind: str, ref: str, token_id: int):
-    _, owner = _managed_owner(kind, ref)
+    _, owner = _owner_for(kind, ref, Action.MANAGE_DEPLOY_TOKENS)
     try:
         token = DEPLOY_TOKENS.get_for(owner, token_id)
     except NotFound:
@@ -413,7 +408,7 @@ def show_token(kind: str, ref: str, token_id: int):
 
 
 def delete_token(kind: str, ref: str, token_id: int):
-    principal, owner = _managed_owner(kind, ref)
+    principal, owner = _owner_for(kind, ref, Action.MANAGE_DEPLOY_TOKENS)
     try:
         deploy_tokens.destroy(owner, token_id, actor=_actor(principal), ip=request.remote_addr)
     except NotFound:
@@ -524,12 +519,7 @@ def all_audit_events():
 
 
 def owner_audit_events(kind: str, ref: str):
-    principal = signed_in()
-    target = _owner(kind, ref, principal)
-    try:
-        owner = authorize(principal, Action.READ_AUDIT_EVENTS, target)
-    except NotFound:
-        raise _not_found(OWNERS[kind][1])
+    _, owner = _owner_for(kind, ref, Action.READ_AUDIT_EVENTS)
     return _paged_events(owner, path=f"{bp.url_prefix}/{kind}/{quote(ref, safe='')}/audit_events")
 
 
@@ -551,26 +541,22 @@ def delivery_json(delivery) -> dict:
             else None, "delivered_at": iso(delivery.delivered_at)}
 
 
-def _boolean(params: dict, name: str, default: bool) -> bool:
+TRUE_WORDS = ("true", "1", "yes", "t")
+FALSE_WORDS = ("false", "0", "no", "f")
+
+
+def _boolean(params, name: str, default: Optional[bool]) -> Optional[bool]:
+    """A Grape-style boolean parameter; absent or empty means `default`."""
     value = params.get(name)
-    if value is None:
+    if value is None or value == "":
         return default
     if isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "t"):
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS:
         return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "f"):
+    if isinstance(value, str) and value.strip().lower() in FALSE_WORDS:
         return False
     raise ApiError(400, {"error": f"{name} is invalid"})
-
-
-def _hooks_owner(kind: str, ref: str):
-    principal = signed_in()
-    target = _owner(kind, ref, principal)
-    try:
-        return principal, authorize(principal, Action.MANAGE_WEBHOOKS, target)
-    except NotFound:
-        raise _not_found(OWNERS[kind][1])
 
 
 def _hook(owner, hook_id: int):
@@ -581,12 +567,12 @@ def _hook(owner, hook_id: int):
 
 
 def list_hooks(kind: str, ref: str):
-    _, owner = _hooks_owner(kind, ref)
+    _, owner = _owner_for(kind, ref, Action.MANAGE_WEBHOOKS)
     return jsonify([hook_json(h) for h in webhooks.list_for(owner)])
 
 
 def create_hook(kind: str, ref: str):
-    principal, owner = _hooks_owner(kind, ref)
+    principal, owner = _owner_for(kind, ref, Action.MANAGE_WEBHOOKS)
     params = _params()
     if params.get("url") is None:
         raise ApiError(400, {"error": "url is missing"})
@@ -599,12 +585,12 @@ def create_hook(kind: str, ref: str):
 
 
 def show_hook(kind: str, ref: str, hook_id: int):
-    _, owner = _hooks_owner(kind, ref)
+    _, owner = _owner_for(kind, ref, Action.MANAGE_WEBHOOKS)
     return jsonify(hook_json(_hook(owner, hook_id)))
 
 
 def delete_hook(kind: str, ref: str, hook_id: int):
-    principal, owner = _hooks_owner(kind, ref)
+    principal, owner = _owner_for(kind, ref, Action.MANAGE_WEBHOOKS)
     _hook(owner, hook_id)
     webhooks.delete(owner, hook_id, actor=_actor(principal), ip=request.remote_addr)
     return "", 204
@@ -612,7 +598,7 @@ def delete_hook(kind: str, ref: str, hook_id: int):
 
 def hook_deliveries(kind: str, ref: str, hook_id: int):
     """Gatehouse's addition: the hook's last deliveries and their outcome."""
-    _, owner = _hooks_owner(kind, ref)
+    _, owner = _owner_for(kind, ref, Action.MANAGE_WEBHOOKS)
     return jsonify([delivery_json(d) for d in webhooks.deliveries(_hook(owner, hook_id))])
 
 
@@ -668,15 +654,11 @@ for _kind in OWNERS:
 def _registry_project(ref: str, action: Action):
     """The project whose registry the caller may read (or delete from)."""
     principal = signed_in() if action == Action.DELETE_REGISTRY else caller()
-    project = _owner("projects", ref, principal)
-    try:
-        return principal, authorize(principal, action, project)
-    except NotFound:
-        raise _not_found("Project")
+    return _owner_for("projects", ref, action, principal)
 
 
 def _flag(name: str) -> bool:
-    return (request.args.get(name) or "").strip().lower() in ("true", "1", "yes", "t")
+    return (request.args.get(name) or "").strip().lower() in TRUE_WORDS
 
 
 def repository_json(repo, tag_names: Optional[list[str]] = None) -> dict:
