@@ -12,7 +12,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from sqlalchemy import event
+
 from webapp import create_app
+from webapp.extensions import db
 from webapp.services import registry
 
 from .conftest import PASSWORD
@@ -191,6 +194,37 @@ def test_image_names_below_the_project_resolve_to_it(app, client, make, project)
     names = [f"{project}/app", f"{project}/app/debug"]
     got = access(app, ask(client, *[f"repository:{n}:pull" for n in names], creds=(user, secret)))
     assert got == {n: ["pull"] for n in names}
+
+
+def test_a_project_token_costs_one_query_its_project_comes_with_it(app, client, make, project):
+    # The hot path of every docker pull: the token is looked up together with its project,
+    # and the scope's project is then found in hand, not asked for again.
+    _, user, secret = make.token(project, ["read_registry", "write_registry"])
+    scope = f"repository:{project}/img:pull,push"
+    assert access(app, ask(client, scope, creds=(user, secret)))  # records the first use
+    statements = []
+
+    def listener(conn, cursor, statement, *args):
+        statements.append(" ".join(statement.lower().split()))
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", listener)
+        try:
+            response = ask(client, scope, creds=(user, secret))
+        finally:
+            event.remove(db.engine, "before_cursor_execute", listener)
+    assert access(app, response) == {f"{project}/img": ["pull", "push"]}
+    lookups = [s for s in statements if "auth_failures" not in s]  # the ban: Redis in production
+    assert len(lookups) == 1, lookups
+    assert "from deploy_tokens left outer join projects" in lookups[0]
+
+
+def test_another_projects_name_is_not_answered_with_the_tokens_own(app, client, make, project):
+    make.project("tanuki/other")
+    make.project("tanuki/awesome")  # a prefix of the token's project path, as a string
+    _, user, secret = make.token(project, ["read_registry"])
+    got = access(app, ask(client, f"repository:{project}:pull", "repository:tanuki/other:pull",
+                          "repository:tanuki/awesome:pull", creds=(user, secret)))
+    assert got == {project: ["pull"]}
 
 
 def test_longest_project_prefix_wins(app, client, make):

@@ -1,6 +1,6 @@
 """Users, groups, projects and memberships."""
 import re
-from typing import Optional, Union
+from typing import Collection, Optional, Union
 
 import sqlalchemy as sa
 from flask import current_app
@@ -165,16 +165,39 @@ def find_user(username: str) -> Optional[User]:
     return db.session.scalar(sa.select(User).where(User.username == username))
 
 
+# The group or project at `:path`, ignoring case (paths are unique that way). Built once:
+# nearly every request looks one up, and building a statement costs more than running it.
+_AT_PATH = {model: sa.select(model).where(sa.func.lower(model.full_path) == sa.bindparam("path"))
+            for model in (Group, Project)}
+
+
 def find_group(full_path: str) -> Optional[Group]:
     """The group at a full path, matched ignoring case (paths are unique that way)."""
-    return db.session.scalar(sa.select(Group).where(
-        sa.func.lower(Group.full_path) == full_path.strip("/").lower()))
+    return db.session.scalar(_AT_PATH[Group], {"path": full_path.strip("/").lower()})
 
 
 def find_project(full_path: str) -> Optional[Project]:
     """The project at a full path, matched ignoring case (paths are unique that way)."""
-    return db.session.scalar(sa.select(Project).where(
-        sa.func.lower(Project.full_path) == full_path.strip("/").lower()))
+    path = full_path.strip("/").lower()
+    return loaded_project({path}) or db.session.scalar(_AT_PATH[Project], {"path": path})
+
+
+def loaded_project(paths: Collection[str]) -> Optional[Project]:
+    """The project this session has already loaded at one of `paths` (lower case), if any.
+
+    A token is looked up together with the project it belongs to, so the door's next
+    question, "which project is at this path?", is usually answered without a query.
+    Only fresh objects count (not expired by a commit, not being deleted). At most one
+    project can be at the prefixes of a path: projects have no children, and a path is
+    never both a group and a project.
+    """
+    session = db.session()
+    for obj in session.identity_map.values():
+        if type(obj) is Project:
+            path = obj.__dict__.get("full_path")  # absent when expired
+            if path is not None and path.lower() in paths and obj not in session.deleted:
+                return obj
+    return None
 
 
 def find_target(full_path: str) -> Union[Project, Group, None]:

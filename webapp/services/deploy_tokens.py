@@ -90,6 +90,7 @@ DEPLOY_TOKENS = TokenKind(
     hidden=lambda model: model.deleted_at.is_not(None),
     on_secret=_keep_ci_secret,
     on_event=lambda name, token: webhooks.enqueue(f"deploy_token_{name}", token),
+    loaded_with=("project",),
 )
 
 

@@ -10,4 +10,5 @@ PERSONAL_ACCESS_TOKENS = TokenKind(
     owner_values=lambda user: {"user_id": user.id},
     owner_filter=lambda user: PersonalAccessToken.user_id == user.id,
     audit_details=lambda token: {"name": token.name, "scopes": token.scopes},
+    loaded_with=("user",),
 )

@@ -28,6 +28,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import Project
+from . import accounts
 from .policy import Action, Principal, can
 
 # Registry actions we know and the policy action each needs. Anything else (`delete`,
@@ -63,6 +64,11 @@ def parse_scope(raw: str) -> Optional[Scope]:
     return Scope(name, wanted) if wanted else None
 
 
+# Built once (every /jwt/auth runs it; building costs more CPU than running it).
+_PROJECTS_AT = sa.select(Project).where(
+    sa.func.lower(Project.full_path).in_(sa.bindparam("paths", expanding=True)))
+
+
 def project_for(repository: str) -> Optional[Project]:
     """The project a repository name belongs to: the longest prefix that is a project.
 
@@ -72,8 +78,10 @@ def project_for(repository: str) -> Optional[Project]:
     prefixes = ["/".join(parts[:i]) for i in range(len(parts), 1, -1)]
     if not prefixes:
         return None
-    found = db.session.scalars(sa.select(Project).where(
-        sa.func.lower(Project.full_path).in_(prefixes))).all()
+    loaded = accounts.loaded_project(set(prefixes))  # usually the token's own project
+    if loaded is not None:
+        return loaded
+    found = db.session.scalars(_PROJECTS_AT, {"paths": prefixes}).all()
     return max(found, key=lambda p: len(p.full_path), default=None)
 
 
@@ -183,14 +191,14 @@ _cache_lock = threading.Lock()
 def signing_key() -> SigningKey:
     """Load the signing key, creating key and certificate on first use."""
     key_path, cert_path = key_paths()
-    configured = bool(current_app.config.get("REGISTRY_KEY"))
-    if not key_path.exists() and not configured:
-        _create(key_path, cert_path)
     try:
-        stamp = (str(key_path), key_path.stat().st_mtime_ns)
+        stamp = (str(key_path), key_path.stat().st_mtime_ns)  # one stat per token signed
     except FileNotFoundError:
-        raise RuntimeError(f"registry signing key {key_path} does not exist "
-                           "(GATEHOUSE_REGISTRY_KEY)") from None
+        if current_app.config.get("REGISTRY_KEY"):
+            raise RuntimeError(f"registry signing key {key_path} does not exist "
+                               "(GATEHOUSE_REGISTRY_KEY)") from None
+        _create(key_path, cert_path)
+        stamp = (str(key_path), key_path.stat().st_mtime_ns)
     with _cache_lock:
         cached = _cache.get(stamp)
         if cached is None:

@@ -11,4 +11,5 @@ RUNNER_TOKENS = TokenKind(
     owner_filter=lambda project: RunnerToken.project_id == project.id,
     audit_details=lambda token: {"owner": token.project.full_path,
                                  "description": token.description},
+    loaded_with=("project",),
 )
