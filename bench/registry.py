@@ -4,9 +4,11 @@ Two instances of the same `docker-registry` binary, each with its own storage: o
 `auth.token` pointing at Gatehouse (gunicorn, SQLite), one with `auth.htpasswd`
 (bcrypt, cost 5 as `htpasswd -B`). Every round pushes a fresh random image to both, in
 alternating order, then pulls it back from both; the median ratio token/htpasswd is
-printed. Then `/jwt/auth` requests per second under gunicorn (threads, keep-alive).
+printed. Then `/jwt/auth` requests per second under gunicorn (threads, keep-alive) against
+the unauthenticated `/-/readiness` on the same server, alternating, on that SQLite stack and
+on PostgreSQL with Redis (a fresh database on --database-url, a private Redis).
 
-    .venv/bin/python -m bench.registry [--rounds 5] [--size-mb 50] [--auth-seconds 10]
+    .venv/bin/python -m bench.registry [--rounds 5] [--size-mb 50] [--auth-seconds 5]
 """
 import argparse
 import json
@@ -16,15 +18,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import warnings
+from base64 import b64encode
 from pathlib import Path
 
-import requests
-
+from bench.common import alternating_rates, postgres_database
+from tests.conftest import ENCRYPTION_KEY, gunicorn
 from tests.e2e.containers import Skopeo, docker_registry, registry_config, write_image
-from tests.support import ROOT, VENV_BIN, free_port, running
+from tests.support import ROOT, VENV_BIN, free_port, redis_server, running
 
 
 def flask(env, *args) -> str:
@@ -56,37 +58,47 @@ def timed(run) -> float:
     return elapsed
 
 
-def auth_rps(url: str, user: str, secret: str, scope: str, seconds: float, threads: int,
-             path: str = "/jwt/auth"):
-    """Requests per second a few keep-alive clients get from `path` in `seconds`."""
-    counts, stop = [0] * threads, time.monotonic() + seconds
+def auth_ratio(port: int, user: str, secret: str, scope: str, seconds: float, rounds: int,
+               threads: int) -> tuple[float, float]:
+    """Median requests/s of `/jwt/auth` and of the unauthenticated `/-/readiness` (which
+    asks the database and Redis too), alternating on the same server."""
+    basic = "Basic " + b64encode(f"{user}:{secret}".encode()).decode()
+    rates = alternating_rates(port, {
+        "jwt": ("GET", f"/jwt/auth?service=container_registry&scope={scope}",
+                {"Authorization": basic}),
+        "readiness": ("GET", "/-/readiness", {})}, seconds, rounds, threads)
+    return statistics.median(rates["jwt"]), statistics.median(rates["readiness"])
 
-    def client(i):
-        session = requests.Session()
-        params = {}
-        if path == "/jwt/auth":
-            session.auth = (user, secret)
-            params = {"service": "container_registry", "scope": scope, "account": user}
-        while time.monotonic() < stop:
-            response = session.get(f"{url}{path}", params=params, timeout=30)
-            assert response.status_code == 200, response.text
-            counts[i] += 1
 
-    workers = [threading.Thread(target=client, args=(i,)) for i in range(threads)]
-    start = time.monotonic()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return sum(counts) / (time.monotonic() - start)
+def production_stack_ratio(args, tmp: Path) -> tuple[float, float]:
+    """The same ratio on PostgreSQL and Redis (the ban check then asks Redis)."""
+    with postgres_database(args.database_url, "gatehouse_bench_registry") as database, \
+            redis_server(tmp) as redis_url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEHOUSE_")}
+        env.update(DATABASE_URL=database, GATEHOUSE_SECRET_KEY="bench",
+                   GATEHOUSE_DATA_DIR=str(tmp / "pg-data"), GATEHOUSE_ENCRYPTION_KEY=ENCRYPTION_KEY)
+        flask(env, "db", "upgrade")
+        flask(env, "groups", "create", "bench")
+        flask(env, "projects", "create", "bench/app")
+        token = json.loads(flask(env, "deploy-tokens", "create", "bench/app", "--name", "bench",
+                                 "--scopes", "read_registry,write_registry"))
+        with gunicorn(database, tmp / "pg-data", tmp, workers=2, REDIS_URL=redis_url,
+                      THREADS=8) as app:
+            return auth_ratio(app.port, token["username"], token["token"],
+                              "repository:bench/app:pull,push", args.auth_seconds, args.auth_rounds,
+                              args.threads)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size-mb", type=int, default=50)
-    parser.add_argument("--auth-seconds", type=float, default=10)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--auth-seconds", type=float, default=5)
+    parser.add_argument("--auth-rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--database-url", default=os.environ.get(
+        "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server for the production-stack ratio ('none' to skip)")
     args = parser.parse_args()
     binary, skopeo_bin = shutil.which("docker-registry"), shutil.which("skopeo")
     if not binary or not skopeo_bin:
@@ -115,8 +127,8 @@ storage: {{filesystem: {{rootdirectory: "{tmp / 'basic-storage'}"}}}}
 http: {{addr: "127.0.0.1:{basic_port}"}}
 auth: {{htpasswd: {{realm: basic-realm, path: "{tmp / 'htpasswd'}"}}}}
 """
-        gunicorn = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
-        with running(gunicorn, port=app_port, env=dict(env, GATEHOUSE_WORKERS="2"),
+        gunicorn_cmd = [str(VENV_BIN / "gunicorn"), "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"]
+        with running(gunicorn_cmd, port=app_port, env=dict(env, GATEHOUSE_WORKERS="2"),
                      log=tmp / "gunicorn.log"), \
                 docker_registry(binary, token_config, tmp / "token-registry", token_port), \
                 docker_registry(binary, basic_config, tmp / "basic-registry", basic_port):
@@ -151,15 +163,18 @@ auth: {{htpasswd: {{realm: basic-realm, path: "{tmp / 'htpasswd'}"}}}}
             ratios = [t / b for t, b in zip(times["token", "push"] + times["token", "pull"],
                                             times["htpasswd", "push"] + times["htpasswd", "pull"])]
             print(f"  median ratio of all operations: {statistics.median(ratios):.2f}x")
-            rps = auth_rps(app_url, user, secret, "repository:bench/app:pull,push",
-                           args.auth_seconds, args.threads)
-            print(f"\n/jwt/auth: {rps:.0f} requests/s (gunicorn 2 workers x 8 threads, "
-                  f"{args.threads} client threads, {os.cpu_count()} CPUs, "
-                  f"{registry_key_algorithm(tmp / 'data')} signatures)")
-            plain = auth_rps(app_url, user, secret, "", args.auth_seconds, args.threads,
-                             path="/-/readiness")
-            print(f"unauthenticated JSON (/-/readiness): {plain:.0f} requests/s; "
-                  f"ratio /jwt/auth / unauthenticated: {rps / plain:.2f} (target >= 0.5)")
+            rps, plain = auth_ratio(app_port, user, secret, "repository:bench/app:pull,push",
+                                    args.auth_seconds, args.auth_rounds, args.threads)
+        print(f"\n/jwt/auth against the unauthenticated /-/readiness on the same gunicorn "
+              f"(2 workers x 8 threads, {args.threads} keep-alive clients, {os.cpu_count()} CPUs, "
+              f"{registry_key_algorithm(tmp / 'data')} signatures; medians of {args.auth_rounds} "
+              f"alternating {args.auth_seconds:.0f} s runs):")
+        print(f"  SQLite:              /jwt/auth {rps:.0f}/s, /-/readiness {plain:.0f}/s, "
+              f"ratio {rps / plain:.2f} (target >= 0.5)")
+        if args.database_url != "none":
+            rps, plain = production_stack_ratio(args, tmp)
+            print(f"  PostgreSQL + Redis:  /jwt/auth {rps:.0f}/s, /-/readiness {plain:.0f}/s, "
+                  f"ratio {rps / plain:.2f} (target >= 0.5)")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
