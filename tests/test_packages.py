@@ -407,13 +407,30 @@ def test_gc_removes_abandoned_temp_files_at_once_and_unreferenced_content(app, c
 
     result = app.test_cli_runner().invoke(args=["packages", "gc"])
     assert result.exit_code == 0, result.output
-    assert "Removed 1 temp file(s) and 1 unreferenced file(s)" in result.output
+    assert "Removed 1 temp file(s), 0 spool file(s) and 1 unreferenced file(s)" in result.output
     assert not abandoned.exists() and not orphan.exists()
     assert in_flight.path.exists(), "a live upload's temp file must survive gc"
     with app.app_context():
         in_flight.discard()
     assert client.get(generic_url(project.id), headers={"Deploy-Token": secret}).data == b"kept"
     assert list((root / "tmp").iterdir()) == []
+
+
+def test_gc_removes_spool_files_only_once_nothing_can_still_use_them(app):
+    """nginx's spool files carry no lock: age says when no body or answer is in flight."""
+    spool = Path(app.config["DATA_DIR"]) / "packages" / "spool"
+    spool.mkdir(parents=True)
+    body_timeout, timeout = app.config["BODY_TIMEOUT"], app.config["TIMEOUT"]
+    stale, young = spool / "0000000001", spool / "0000000002"
+    stale.write_bytes(b"crashed")
+    young.write_bytes(b"arriving")
+    before = time.time() - body_timeout - timeout - 61
+    os.utime(stale, (before, before))
+
+    result = app.test_cli_runner().invoke(args=["packages", "gc"])
+    assert result.exit_code == 0, result.output
+    assert "1 spool file(s)" in result.output
+    assert not stale.exists() and young.exists()
 
 
 # The Packages page
