@@ -447,10 +447,13 @@ packages_cli = AppGroup("packages", help="Maintain package storage.")
 
 
 @packages_cli.command("gc")
-def packages_gc():
-    """Remove temp files whose upload died and stored files nothing points to."""
+@click.option("--spool-age", type=int, default=None,
+              help="Remove nginx spool files older than this many seconds. Default: the "
+                   "body timeout plus the app's timeout (+60); 0 when no nginx is running.")
+def packages_gc(spool_age):
+    """Remove temp files whose upload died, stale spool files and files nothing points to."""
     from .services import package_storage
-    removed = package_storage.gc()
+    removed = package_storage.gc(spool_age=spool_age)
     click.echo(f"Removed {removed['tmp']} temp file(s), {removed['spool']} spool file(s) and "
                f"{removed['content']} unreferenced file(s), {removed['bytes']} bytes")
 

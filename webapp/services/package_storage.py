@@ -264,6 +264,7 @@ def _adopt(path: Path, *, length: Optional[int], algorithms: Iterable[str] = (),
     file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
     upload = Upload(path=path, algorithms=algos, limit=max_size() if limit is None else limit)
     upload._file = file
+    synced = None
     try:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -272,6 +273,10 @@ def _adopt(path: Path, *, length: Optional[int], algorithms: Iterable[str] = (),
             raise TooLarge(f"File is too large (maximum is {upload.limit} bytes)")
         if length is not None and info.st_size != length:
             raise Incomplete(f"received {info.st_size} of {length} bytes")
+        # The body nginx just wrote is still dirty in the page cache: write it back on a
+        # thread of its own (I/O) while this one hashes it (CPU).
+        synced = _Beside(os.fsync)
+        synced.put(file.fileno())
         upload._hashes = {a: hashlib.new(a) for a in algos}
         if len(algos) == 1:
             # One digest: read and hash on this thread (both release the GIL).
@@ -286,11 +291,16 @@ def _adopt(path: Path, *, length: Optional[int], algorithms: Iterable[str] = (),
                 for hasher in hashers:
                     hasher.close()
         upload.size = info.st_size
+        synced.close()
         if upload.size != os.fstat(file.fileno()).st_size:
             raise Incomplete("the spooled body changed while it was read")
-        os.fsync(file.fileno())
         upload.digests = {a: h.hexdigest() for a, h in upload._hashes.items()}
     except BaseException:
+        if synced is not None:
+            try:
+                synced.close()
+            except Exception:
+                pass  # the upload is being thrown away
         upload.discard()
         raise
     return upload
