@@ -213,7 +213,8 @@ def test_git_lfs_objects_stream_through_nginx_both_ways(migrated, make, lfs_git,
     from .test_lfs import _lfs_work_tree, _sha256, _url
     port = free_port()
     with gunicorn(migrated, tmp_path / "data", tmp_path, workers=1, TRUSTED_PROXIES=1,
-                  ACCEL_REDIRECT="true", EXTERNAL_URL=f"http://127.0.0.1:{port}") as backend, \
+                  ACCEL_REDIRECT="true", EXTERNAL_URL=f"http://127.0.0.1:{port}",
+                  LOG_LEVEL="INFO") as backend, \
             nginx(backend.data_dir, tmp_path / "nginx", [f"127.0.0.1:{backend.port}"],
                   port=port) as front:
         make.project("tanuki/front-lfs")
@@ -228,3 +229,6 @@ def test_git_lfs_objects_stream_through_nginx_both_ways(migrated, make, lfs_git,
         # nginx, not the worker, sent the object: its access log has the 24 MiB answer.
         log = tmp_path / "nginx" / "access.log"
         assert log.exists() and "gitlab-lfs/objects" in log.read_text()
+        # The object went up through the spool: nginx wrote it, the app adopted it.
+        assert "adopting spooled upload" in backend.log.read_text()
+        assert not any((backend.data_dir / "packages" / "spool").glob("*"))

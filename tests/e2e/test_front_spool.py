@@ -10,6 +10,7 @@ import requests
 
 from ..conftest import gunicorn
 from .front import nginx
+from .test_maven import GROUP_ID, Maven, library, m2_repository  # noqa: F401  (the fixture)
 
 GENERIC = "/api/v4/projects/{ref}/packages/generic/{name}/1.0.0/{file}"
 SECRET_KEY = "live-test-secret"  # what tests/conftest.py gives every gunicorn
@@ -196,3 +197,26 @@ def test_spool_headers_straight_to_gunicorn_are_refused(backend, make, tmp_path)
     assert stored_files(backend) == []
     assert other.read_bytes() == b"another upload"
     assert real not in backend.log.read_text()
+
+
+def test_mvn_deploys_through_the_front(front, backend, make, m2_repository, tmp_path):
+    """Maven PUTs each artifact, its checksums and its metadata: all spooled, all accepted."""
+    project = make.project("tanuki/maven-front")
+    _, _, secret = make.token("tanuki/maven-front", ["write_package_registry",
+                                                     "read_package_registry"])
+    maven = Maven(m2_repository, tmp_path / "maven-home")
+    maven.forget(GROUP_ID)
+    url = f"{front.url}/api/v4/projects/{project.id}/packages/maven"
+    settings = maven.header_settings("front", "Deploy-Token", secret)
+    built = library(tmp_path / "rel", "1.0.0", "release", url)
+    deployed = maven.run(built, settings, "deploy")
+    assert deployed.returncode == 0, deployed.stdout[-4000:]
+    jar = requests.get(f"{url}/org/gatehouse/e2e/hello/1.0.0/hello-1.0.0.jar",
+                       headers={"Deploy-Token": secret}, timeout=30)
+    assert jar.status_code == 200
+    assert jar.content == (built / "target" / "hello-1.0.0.jar").read_bytes()
+    sha1 = requests.get(f"{url}/org/gatehouse/e2e/hello/1.0.0/hello-1.0.0.jar.sha1",
+                        headers={"Deploy-Token": secret}, timeout=30)
+    assert sha1.text.strip() == hashlib.sha1(jar.content).hexdigest()
+    assert "adopting spooled upload" in backend.log.read_text()
+    assert spool_files(backend) == [] and crit_lines(front) == []
