@@ -5,8 +5,8 @@
 
 - Browser and API requests are buffered whole before they reach a worker, so a client
   that sends its body one byte at a time costs an nginx connection, never a thread.
-- git and package uploads pass through unbuffered (they may be gigabytes), bounded by
-  body and send timeouts; clones stream back unbuffered.
+- git pushes and PyPI/npm uploads pass through unbuffered (they may be gigabytes),
+  bounded by body and send timeouts; clones stream back unbuffered.
 - Package downloads the app has authorized are served by nginx from disk
   (`X-Accel-Redirect` to an internal location), freeing the worker at once.
 - Upstream connections are kept alive for less time than gunicorn keeps them, so nginx
