@@ -64,14 +64,15 @@ trap cleanup INT TERM EXIT
 # (uploads whose writer is gone, stale push quarantines) go and expiry warnings are
 # mailed; each JOBS_INTERVAL queued webhooks are delivered (and failed ones retried).
 every_gc_interval() {
-  $FLASK packages gc || true
+  $FLASK packages gc "$@" || true
   $FLASK repositories gc || true
   $FLASK notify || true
 }
 every_jobs_interval() {
   $FLASK webhooks deliver || true
 }
-every_gc_interval >>"$RUN_DIR/jobs.log" 2>&1
+# At start no nginx of ours runs yet: every upload spool file is a crash's leftover.
+every_gc_interval --spool-age 0 >>"$RUN_DIR/jobs.log" 2>&1
 every_jobs_interval >>"$RUN_DIR/jobs.log" 2>&1
 (
   trap 'kill "$sleeper" 2>/dev/null; exit 0' TERM

@@ -407,13 +407,33 @@ def test_gc_removes_abandoned_temp_files_at_once_and_unreferenced_content(app, c
 
     result = app.test_cli_runner().invoke(args=["packages", "gc"])
     assert result.exit_code == 0, result.output
-    assert "Removed 1 temp file(s) and 1 unreferenced file(s)" in result.output
+    assert "Removed 1 temp file(s), 0 spool file(s) and 1 unreferenced file(s)" in result.output
     assert not abandoned.exists() and not orphan.exists()
     assert in_flight.path.exists(), "a live upload's temp file must survive gc"
     with app.app_context():
         in_flight.discard()
     assert client.get(generic_url(project.id), headers={"Deploy-Token": secret}).data == b"kept"
     assert list((root / "tmp").iterdir()) == []
+
+
+def test_gc_removes_spool_files_only_once_nothing_can_still_use_them(app):
+    """nginx's spool files carry no lock: age says when no body or answer is in flight."""
+    spool = Path(app.config["DATA_DIR"]) / "packages" / "spool"
+    spool.mkdir(parents=True)
+    body_timeout, timeout = app.config["BODY_TIMEOUT"], app.config["TIMEOUT"]
+    stale, young = spool / "0000000001", spool / "0000000002"
+    stale.write_bytes(b"crashed")
+    young.write_bytes(b"arriving")
+    before = time.time() - body_timeout - timeout - 61
+    os.utime(stale, (before, before))
+
+    result = app.test_cli_runner().invoke(args=["packages", "gc"])
+    assert result.exit_code == 0, result.output
+    assert "1 spool file(s)" in result.output
+    assert not stale.exists() and young.exists()
+    # `make run` at start, before its nginx runs: every spool file is a leftover.
+    result = app.test_cli_runner().invoke(args=["packages", "gc", "--spool-age", "0"])
+    assert "1 spool file(s)" in result.output and not young.exists()
 
 
 # The Packages page
@@ -544,3 +564,31 @@ def test_group_index_for_a_member_with_a_password(client, make):
         url, headers=basic("rep", PASSWORD)).get_data(as_text=True)
     assert client.get(url, headers=basic("stranger", PASSWORD)).status_code == 404
     assert client.get(url, headers=basic("rep", "wrong-password")).status_code == 401
+
+
+def test_a_spooled_body_is_adopted_by_rename_or_removed_when_it_fails_a_check(app):
+    """What the app does with the file nginx wrote: hash, fsync, rename; or drop it."""
+    from webapp.services import package_storage
+
+    spool = Path(app.config["DATA_DIR"]) / "packages" / "spool"
+    spool.mkdir(parents=True)
+    body = b"spooled by nginx" * 1000
+    with app.app_context():
+        kept = spool / "0000000001"
+        kept.write_bytes(body)
+        upload = package_storage.adopt(kept, length=len(body), algorithms=("md5", "sha1"))
+        assert upload.digests == {"sha256": hashlib.sha256(body).hexdigest(),
+                                  "md5": hashlib.md5(body).hexdigest(),
+                                  "sha1": hashlib.sha1(body).hexdigest()}
+        target = upload.store()
+        assert target.read_bytes() == body and not kept.exists()
+
+        short = spool / "0000000002"
+        short.write_bytes(body)
+        with pytest.raises(package_storage.Incomplete):
+            package_storage.adopt(short, length=len(body) + 1)
+        big = spool / "0000000003"
+        big.write_bytes(body)
+        with pytest.raises(package_storage.TooLarge):
+            package_storage.adopt(big, length=None, limit=len(body) - 1)
+    assert list(spool.iterdir()) == []

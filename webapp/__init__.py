@@ -14,6 +14,7 @@ def create_app(config=None):
     register_blueprints(app)
     register_error_handlers(app)
     register_headers(app)
+    register_front(app)
     register_database_errors(app)
     register_cli(app)
     register_logging(app)
@@ -55,6 +56,11 @@ def register_error_handlers(app):
 
 def register_headers(app):
     from .web.headers import register
+    register(app)
+
+
+def register_front(app):
+    from .protocols.spool import register
     register(app)
 
 

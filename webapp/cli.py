@@ -447,12 +447,15 @@ packages_cli = AppGroup("packages", help="Maintain package storage.")
 
 
 @packages_cli.command("gc")
-def packages_gc():
-    """Remove temp files whose upload died and stored files nothing points to."""
+@click.option("--spool-age", type=int, default=None,
+              help="Remove nginx spool files older than this many seconds. Default: the "
+                   "body timeout plus the app's timeout (+60); 0 when no nginx is running.")
+def packages_gc(spool_age):
+    """Remove temp files whose upload died, stale spool files and files nothing points to."""
     from .services import package_storage
-    removed = package_storage.gc()
-    click.echo(f"Removed {removed['tmp']} temp file(s) and {removed['content']} unreferenced "
-               f"file(s), {removed['bytes']} bytes")
+    removed = package_storage.gc(spool_age=spool_age)
+    click.echo(f"Removed {removed['tmp']} temp file(s), {removed['spool']} spool file(s) and "
+               f"{removed['content']} unreferenced file(s), {removed['bytes']} bytes")
 
 
 @packages_cli.command("maven-duplicates")
@@ -498,6 +501,8 @@ def nginx_config(listen, upstreams, runtime_dir, workers, user):
     """Print an nginx.conf that fronts Gatehouse (start: nginx -p DIR -c FILE)."""
     from .services import nginx
     runtime = Path(runtime_dir or Path(current_app.instance_path) / "nginx")
+    # nginx creates its spool folder, but not the folders above it.
+    nginx.spool_dir().parent.mkdir(parents=True, exist_ok=True)
     click.echo(nginx.config(listen=listen, upstreams=list(upstreams) or ["127.0.0.1:8080"],
                             runtime_dir=runtime, worker_processes=workers, user=user), nl=False)
 

@@ -155,11 +155,11 @@ def test_nginx_answers_its_own_api_errors_in_json(front, tmp_path, small_backend
         assert page.status_code == 502 and "html" in page.headers["Content-Type"]
 
 
-def test_uploads_stream_through_nginx_unbuffered(front, small_backend, make):
-    """A package upload reaches the app while it is still being sent (no buffering)."""
+def test_uploads_are_spooled_by_nginx_before_the_app_sees_them(front, small_backend, make):
+    """A raw-file upload never holds a worker while it arrives: nginx writes it to disk."""
     project = make.project("tanuki/stream")
     _, _, secret = make.token("tanuki/stream", ["write_package_registry"])
-    tmp = small_backend.data_dir / "packages" / "tmp"
+    packages = small_backend.data_dir / "packages"
     conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=60)
     conn.putrequest("PUT", GENERIC.format(ref=project.id, file="big.bin"))
     conn.putheader("Deploy-Token", secret)
@@ -167,9 +167,10 @@ def test_uploads_stream_through_nginx_unbuffered(front, small_backend, make):
     conn.endheaders()
     conn.send(b"a" * (4 * 1024 * 1024))
     deadline = time.monotonic() + 30
-    while not (tmp.is_dir() and any(tmp.iterdir())):
-        assert time.monotonic() < deadline, "the app never saw the upload before its end"
+    while not any((packages / "spool").glob("*")):
+        assert time.monotonic() < deadline, "nginx never spooled the upload"
         time.sleep(0.05)
+    assert not any((packages / "tmp").glob("*")), "the app must not be reading the body"
     conn.send(b"a" * (4 * 1024 * 1024))
     assert conn.getresponse().status == 201
     conn.close()
@@ -212,7 +213,8 @@ def test_git_lfs_objects_stream_through_nginx_both_ways(migrated, make, lfs_git,
     from .test_lfs import _lfs_work_tree, _sha256, _url
     port = free_port()
     with gunicorn(migrated, tmp_path / "data", tmp_path, workers=1, TRUSTED_PROXIES=1,
-                  ACCEL_REDIRECT="true", EXTERNAL_URL=f"http://127.0.0.1:{port}") as backend, \
+                  ACCEL_REDIRECT="true", EXTERNAL_URL=f"http://127.0.0.1:{port}",
+                  LOG_LEVEL="INFO") as backend, \
             nginx(backend.data_dir, tmp_path / "nginx", [f"127.0.0.1:{backend.port}"],
                   port=port) as front:
         make.project("tanuki/front-lfs")
@@ -227,3 +229,6 @@ def test_git_lfs_objects_stream_through_nginx_both_ways(migrated, make, lfs_git,
         # nginx, not the worker, sent the object: its access log has the 24 MiB answer.
         log = tmp_path / "nginx" / "access.log"
         assert log.exists() and "gitlab-lfs/objects" in log.read_text()
+        # The object went up through the spool: nginx wrote it, the app adopted it.
+        assert "adopting spooled upload" in backend.log.read_text()
+        assert not any((backend.data_dir / "packages" / "spool").glob("*"))

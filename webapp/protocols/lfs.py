@@ -20,6 +20,7 @@ from ..models import Project, User
 from ..services import accounts, lfs, nginx, package_storage
 from ..services.errors import DomainError, Invalid, NotFound, Unauthenticated
 from ..services.policy import Action, Principal, authorize as allow, can
+from . import spool
 from .auth import REALM, authenticate
 from .git_http import DOOR as GIT_DOOR, NOT_FOUND, project_path
 
@@ -155,7 +156,8 @@ def download(repo: str, oid: str):
 def upload(repo: str, oid: str, size: int):
     project_id = _granted(oid, "upload")
     db.session.remove()  # no connection held while the body streams in
-    lfs.receive(project_id, oid, size, request.stream, request.content_length)
+    lfs.receive(project_id, oid, size,
+                lambda limit: spool.upload(limit=limit))
     return _json({}, 200)
 
 

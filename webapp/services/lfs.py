@@ -14,7 +14,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Optional
+from typing import Any, Callable, Optional
 
 import sqlalchemy as sa
 from flask import current_app
@@ -156,13 +156,14 @@ def _action(project_id: int, oid: str, operation: str, href: str) -> dict:
 
 # ---------------------------------------------------------------- storage
 
-def receive(project_id: int, oid: str, size: int, stream: BinaryIO, length: Optional[int]) -> None:
+def receive(project_id: int, oid: str, size: int,
+            body: Callable[[int], package_storage.Upload]) -> None:
     """Store an uploaded object and link it to the project, or change nothing.
 
     The bytes are hashed on the way in; only when they hash to the oid and have the
     announced size does the file reach its content address, and only then the rows.
     """
-    upload = package_storage.receive(stream, length=length, limit=min(size, max_size()))
+    upload = body(min(size, max_size()))
     try:
         if upload.sha256 != oid or upload.size != size:
             raise Invalid({"oid": [f"the uploaded content does not match oid {oid} and size {size}"]})

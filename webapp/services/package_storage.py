@@ -6,6 +6,12 @@ so a crash can leave an unreferenced file (removed by `packages gc`), never a ro
 without its file. Git LFS objects live in the same store (an LFS oid is the SHA-256 of
 the content), so one copy serves every package and project that holds the same bytes.
 
+Behind our nginx, raw-file uploads arrive already on disk: nginx writes the body to
+`spool/` (same filesystem) and the app adopts that file (hash, fsync, rename) instead of
+reading a socket. nginx creates those files, so they carry no lock of ours: `packages gc`
+removes a spool file once it is older than any request could still be using it
+(services/nginx.py `spool_max_age`).
+
 Each temp file is locked (flock) by the request writing it until it is stored or
 discarded. The kernel drops the lock when the writer dies, however it dies, so
 `packages gc` removes a temp file as soon as it can take its lock: no age to wait for.
@@ -14,8 +20,9 @@ import errno
 import fcntl
 import hashlib
 import os
-import socket
 import queue
+import socket
+import stat
 import secrets
 import threading
 import time
@@ -239,6 +246,66 @@ def _receive(stream: BinaryIO, *, length: Optional[int], algorithms: Iterable[st
     return upload
 
 
+def adopt(path: Path, *, length: Optional[int], algorithms: Iterable[str] = (),
+          limit: Optional[int] = None) -> Upload:
+    """Take a body nginx spooled to `path` as a finished Upload; remove it on any failure.
+
+    The file must be a regular file (opened without following a link); its size is
+    checked against the limit and the announced length, then it is hashed and fsynced.
+    store() renames it into its content address.
+    """
+    with disk_space_checked():
+        return _adopt(path, length=length, algorithms=algorithms, limit=limit)
+
+
+def _adopt(path: Path, *, length: Optional[int], algorithms: Iterable[str] = (),
+           limit: Optional[int] = None) -> Upload:
+    algos = tuple(dict.fromkeys(("sha256", *algorithms)))
+    file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb")
+    upload = Upload(path=path, algorithms=algos, limit=max_size() if limit is None else limit)
+    upload._file = file
+    synced = None
+    try:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise Incomplete("the spooled body is not a regular file")
+        if info.st_size > upload.limit:
+            raise TooLarge(f"File is too large (maximum is {upload.limit} bytes)")
+        if length is not None and info.st_size != length:
+            raise Incomplete(f"received {info.st_size} of {length} bytes")
+        # The body nginx just wrote is still dirty in the page cache: write it back on a
+        # thread of its own (I/O) while this one hashes it (CPU).
+        synced = _Beside(os.fsync)
+        synced.put(file.fileno())
+        upload._hashes = {a: hashlib.new(a) for a in algos}
+        if len(algos) == 1:
+            # One digest: read and hash on this thread (both release the GIL).
+            upload._hashes["sha256"] = hashlib.file_digest(file, "sha256")
+        else:
+            hashers = [_Beside(h.update) for h in upload._hashes.values()]
+            try:
+                while chunk := file.read(CHUNK):
+                    for hasher in hashers:
+                        hasher.put(chunk)
+            finally:
+                for hasher in hashers:
+                    hasher.close()
+        upload.size = info.st_size
+        synced.close()
+        if upload.size != os.fstat(file.fileno()).st_size:
+            raise Incomplete("the spooled body changed while it was read")
+        upload.digests = {a: h.hexdigest() for a, h in upload._hashes.items()}
+    except BaseException:
+        if synced is not None:
+            try:
+                synced.close()
+            except Exception:
+                pass  # the upload is being thrown away
+        upload.discard()
+        raise
+    return upload
+
+
 def receive_bytes(data: bytes, algorithms: Iterable[str] = ()) -> Upload:
     """Store bytes already in memory (an npm tarball decoded from its JSON)."""
     with disk_space_checked():
@@ -292,10 +359,28 @@ def _remove_if_abandoned(path: Path) -> int:
         return size
 
 
-def gc(*, now: Optional[float] = None, grace: int = CONTENT_GRACE) -> dict[str, int]:
-    """Remove temp files whose writer is gone and content files no row points to."""
+def spool_root() -> Path:
+    """Where our nginx writes the bodies it spools (client_body_temp_path)."""
+    return root() / "spool"
+
+
+def gc(*, now: Optional[float] = None, grace: int = CONTENT_GRACE,
+       spool_age: Optional[int] = None) -> dict[str, int]:
+    """Remove temp files whose writer is gone, spool files too old to be in use, and
+    content files no row points to."""
+    from .nginx import spool_max_age
     now = now or time.time()
-    removed = {"tmp": 0, "content": 0, "bytes": 0}
+    spool_age = spool_max_age() if spool_age is None else spool_age
+    removed = {"tmp": 0, "spool": 0, "content": 0, "bytes": 0}
+    for path in spool_root().glob("*") if spool_root().is_dir() else []:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(info.st_mode) and now - info.st_mtime > spool_age:
+            path.unlink(missing_ok=True)
+            removed["spool"] += 1
+            removed["bytes"] += info.st_size
     for path in (root() / "tmp").glob("*") if (root() / "tmp").is_dir() else []:
         freed = _remove_if_abandoned(path)
         if freed >= 0:
@@ -305,12 +390,12 @@ def gc(*, now: Optional[float] = None, grace: int = CONTENT_GRACE) -> dict[str, 
     if base.is_dir():
         for path in base.glob("*/*/*"):
             try:
-                stat = path.stat()
+                info = path.stat()
             except FileNotFoundError:
                 continue
-            if now - stat.st_mtime <= grace or referenced(path.name):
+            if now - info.st_mtime <= grace or referenced(path.name):
                 continue
             path.unlink(missing_ok=True)
             removed["content"] += 1
-            removed["bytes"] += stat.st_size
+            removed["bytes"] += info.st_size
     return removed

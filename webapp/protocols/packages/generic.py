@@ -4,6 +4,7 @@ from flask import jsonify, request
 from ...services import package_storage, packages
 from ...services.errors import Invalid, NotFound
 from ...services.policy import Action
+from .. import spool
 from .common import PackageFormat, bp, error, project_for, send_package_file
 
 FORMAT = PackageFormat("generic")  # every kind; errors as GitLab JSON
@@ -40,10 +41,9 @@ def generic_download(ref, package_name, package_version, file_name):
 
 
 def receive_body(algorithms=()) -> package_storage.Upload:
-    """Stream the request body to storage, answering 413 past MAX_PACKAGE_SIZE."""
+    """Store the request body (streamed, or spooled by nginx); 413 past MAX_PACKAGE_SIZE."""
     try:
-        return package_storage.receive(request.stream, length=request.content_length,
-                                       algorithms=algorithms)
+        return spool.upload(algorithms)
     except package_storage.TooLarge as exc:
         error(413, str(exc), Connection="close")
     except package_storage.Incomplete as exc:

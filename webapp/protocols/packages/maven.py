@@ -17,12 +17,13 @@ from datetime import datetime
 from typing import NoReturn, Optional
 from xml.sax.saxutils import escape
 
-from flask import Response, abort, request
+from flask import Response, abort
 
 from ...models import Project
 from ...services import package_storage, packages
 from ...services.errors import Invalid
 from ...services.policy import Action
+from .. import spool
 from .common import (PackageFormat, bp, challenge_headers, group_for, instance_for,
                      project_for, send_package_file)
 
@@ -116,8 +117,7 @@ def _duplicate(file_name: str) -> NoReturn:
 
 def _receive() -> package_storage.Upload:
     try:
-        return package_storage.receive(request.stream, length=request.content_length,
-                                       algorithms=MAVEN_DIGESTS)
+        return spool.upload(MAVEN_DIGESTS)
     except package_storage.TooLarge as exc:
         maven_error(413, str(exc), Connection="close")
     except package_storage.Incomplete as exc:
@@ -125,10 +125,10 @@ def _receive() -> package_storage.Upload:
 
 
 def _small_body() -> bytes:
-    if (request.content_length or 0) > SMALL_BODY:
+    if (spool.length() or 0) > SMALL_BODY:
         maven_error(413, "a checksum or metadata file is never this large")
     try:
-        body = package_storage.read_body(request.stream, SMALL_BODY + 1)
+        body = spool.read(SMALL_BODY + 1)
     except package_storage.Incomplete as exc:
         maven_error(400, f"upload incomplete: {exc}")
     if len(body) > SMALL_BODY:
