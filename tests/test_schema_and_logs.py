@@ -36,3 +36,13 @@ def test_app_log_records_are_scrubbed(app, caplog):
     text = caplog.text
     assert "c2VjcmV0OnNlY3JldA==" not in text and "gldt-abcdefghij" not in text
     assert text.count("[FILTERED]") == 2
+
+
+def test_a_record_is_scrubbed_once_though_it_meets_the_filter_twice(app, caplog, monkeypatch):
+    # The filter sits on the app's logger and on its handlers: one scrub is enough.
+    from webapp import logs
+    calls = []
+    monkeypatch.setattr(logs, "scrub", lambda text: calls.append(text) or text)
+    with caplog.at_level(logging.INFO):
+        app.logger.info("registry token for %s", "deploy_token:gitlab+deploy-token-1")
+    assert len(calls) == 1

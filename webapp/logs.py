@@ -25,10 +25,15 @@ def scrub(text: str) -> str:
 
 class ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        # Installed on loggers and on their handlers, so a record meets it twice or more:
+        # scrub it once.
+        if getattr(record, "gatehouse_scrubbed", False):
+            return True
         message = record.getMessage()
         cleaned = scrub(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        record.gatehouse_scrubbed = True
         return True
 
 
