@@ -499,10 +499,10 @@ nginx_cli = AppGroup("nginx", help="The nginx in front of Gatehouse.")
 @click.option("--user", default="", help="Run nginx's workers as this user.")
 def nginx_config(listen, upstreams, runtime_dir, workers, user):
     """Print an nginx.conf that fronts Gatehouse (start: nginx -p DIR -c FILE)."""
-    from .services import nginx
+    from .services import nginx, package_storage
     runtime = Path(runtime_dir or Path(current_app.instance_path) / "nginx")
     # nginx creates its spool folder, but not the folders above it.
-    nginx.spool_dir().parent.mkdir(parents=True, exist_ok=True)
+    package_storage.root().mkdir(parents=True, exist_ok=True)
     click.echo(nginx.config(listen=listen, upstreams=list(upstreams) or ["127.0.0.1:8080"],
                             runtime_dir=runtime, worker_processes=workers, user=user), nl=False)
 

@@ -69,7 +69,7 @@ def _go_ahead_or_spooled() -> Optional[Path]:
     if not raw:
         return None
     path = Path(raw)
-    folder = nginx.spool_dir()
+    folder = package_storage.spool_root().resolve()
     if path.parent != folder or not SPOOL_NAME.match(path.name) or not path.is_file() \
             or path.is_symlink():
         current_app.logger.error("spooled body outside the spool folder refused: %r", raw)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from flask import current_app
 
+from . import package_storage
+
 # Where the app sends X-Accel-Redirect for a stored package file (sha256/ab/cd/<hex>).
 ACCEL_PACKAGES = "/-/accel/packages/"
 # Room for multipart framing and form fields around a package file of the maximum size.
@@ -86,11 +88,6 @@ def front_secret() -> str:
     return hmac.new(key, b"gatehouse nginx upload spool", hashlib.sha256).hexdigest()
 
 
-def spool_dir() -> Path:
-    """Where nginx writes spooled bodies: beside the store, so a rename moves them in."""
-    return (Path(current_app.config["DATA_DIR"]) / "packages" / "spool").resolve()
-
-
 def spool_max_age() -> int:
     """Seconds after which no one can still write or read a spool file.
 
@@ -127,7 +124,7 @@ def _spool_locations(*, limits: dict[str, int], body_timeout: int, read_timeout:
     @upload_refused sends back as the app wrote it.
     """
     secret = front_secret()
-    spool = spool_dir()
+    spool = package_storage.spool_root().resolve()
     refused = "".join(f"\n            auth_request_set {_refused(part)} "
                       f"$upstream_http_{(REFUSAL_PREFIX + part).lower().replace('-', '_')};"
                       for part in (*REFUSAL_PARTS, *REFUSAL_HEADERS))
@@ -209,7 +206,7 @@ def config(*, listen: str, upstreams: list[str], runtime_dir: Path,
     """A complete nginx.conf: `nginx -p RUNTIME_DIR -c FILE` (add `-g 'daemon off;'`)."""
     settings = current_app.config
     run = Path(runtime_dir).resolve()
-    packages = (Path(settings["DATA_DIR"]) / "packages" / "sha256").resolve()
+    packages = package_storage.content_root().resolve()
     body_timeout = int(settings["BODY_TIMEOUT"])
     read_timeout = int(settings["TIMEOUT"])
     max_upload = int(settings["MAX_PACKAGE_SIZE"]) + UPLOAD_OVERHEAD

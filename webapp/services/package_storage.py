@@ -56,9 +56,20 @@ def root() -> Path:
     return Path(current_app.config["DATA_DIR"]) / "packages"
 
 
+def content_root() -> Path:
+    """The content-addressed store: sha256/ab/cd/<hex>."""
+    return root() / "sha256"
+
+
+def spool_root() -> Path:
+    """Where our nginx writes the bodies it spools (client_body_temp_path): beside the
+    store, on the same filesystem, so adopting one is a rename."""
+    return root() / "spool"
+
+
 def content_path(sha256: str) -> Path:
     """Where the file with this SHA-256 lives."""
-    return root() / "sha256" / sha256[:2] / sha256[2:4] / sha256
+    return content_root() / sha256[:2] / sha256[2:4] / sha256
 
 
 def max_size() -> int:
@@ -359,11 +370,6 @@ def _remove_if_abandoned(path: Path) -> int:
         return size
 
 
-def spool_root() -> Path:
-    """Where our nginx writes the bodies it spools (client_body_temp_path)."""
-    return root() / "spool"
-
-
 def gc(*, now: Optional[float] = None, grace: int = CONTENT_GRACE,
        spool_age: Optional[int] = None) -> dict[str, int]:
     """Remove temp files whose writer is gone, spool files too old to be in use, and
@@ -386,7 +392,7 @@ def gc(*, now: Optional[float] = None, grace: int = CONTENT_GRACE,
         if freed >= 0:
             removed["tmp"] += 1
             removed["bytes"] += freed
-    base = root() / "sha256"
+    base = content_root()
     if base.is_dir():
         for path in base.glob("*/*/*"):
             try:
