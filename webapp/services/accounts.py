@@ -165,31 +165,39 @@ def find_user(username: str) -> Optional[User]:
     return db.session.scalar(sa.select(User).where(User.username == username))
 
 
-# The group or project at `:path`, ignoring case (paths are unique that way). Built once:
-# nearly every request looks one up, and building a statement costs more than running it.
-_AT_PATH = {model: sa.select(model).where(sa.func.lower(model.full_path) == sa.bindparam("path"))
-            for model in (Group, Project)}
+# Lookups by path, ignoring case (paths are unique that way). Built once: nearly every
+# request makes one, and building a statement costs more CPU than running it.
+_GROUP_AT = sa.select(Group).where(sa.func.lower(Group.full_path) == sa.bindparam("path"))
+_PROJECT_AMONG = sa.select(Project).where(
+    sa.func.lower(Project.full_path).in_(sa.bindparam("paths", expanding=True)))
 
 
 def find_group(full_path: str) -> Optional[Group]:
     """The group at a full path, matched ignoring case (paths are unique that way)."""
-    return db.session.scalar(_AT_PATH[Group], {"path": full_path.strip("/").lower()})
+    return db.session.scalar(_GROUP_AT, {"path": full_path.strip("/").lower()})
 
 
 def find_project(full_path: str) -> Optional[Project]:
     """The project at a full path, matched ignoring case (paths are unique that way)."""
-    path = full_path.strip("/").lower()
-    return loaded_project({path}) or db.session.scalar(_AT_PATH[Project], {"path": path})
+    return find_project_among([full_path.strip("/").lower()])
 
 
-def loaded_project(paths: Collection[str]) -> Optional[Project]:
-    """The project this session has already loaded at one of `paths` (lower case), if any.
+def find_project_among(paths: Collection[str]) -> Optional[Project]:
+    """The project at one of `paths` (lower case), if any; the registry asks with every
+    prefix of an image name.
+
+    There is at most one: projects have no children, and a path is never both a group
+    and a project, so no project's path is a prefix of another's.
+    """
+    return _loaded_project(paths) or db.session.scalar(_PROJECT_AMONG, {"paths": list(paths)})
+
+
+def _loaded_project(paths: Collection[str]) -> Optional[Project]:
+    """The project this session has already loaded at one of `paths`, if any.
 
     A token is looked up together with the project it belongs to, so the door's next
     question, "which project is at this path?", is usually answered without a query.
-    Only fresh objects count (not expired by a commit, not being deleted). At most one
-    project can be at the prefixes of a path: projects have no children, and a path is
-    never both a group and a project.
+    Only fresh objects count (not expired by a commit, not being deleted).
     """
     session = db.session()
     for obj in session.identity_map.values():

@@ -19,14 +19,12 @@ from pathlib import Path
 from typing import Optional
 
 import jwt
-import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from flask import current_app
 
-from ..extensions import db
 from ..models import Project
 from . import accounts
 from .policy import Action, Principal, can
@@ -64,25 +62,14 @@ def parse_scope(raw: str) -> Optional[Scope]:
     return Scope(name, wanted) if wanted else None
 
 
-# Built once (every /jwt/auth runs it; building costs more CPU than running it).
-_PROJECTS_AT = sa.select(Project).where(
-    sa.func.lower(Project.full_path).in_(sa.bindparam("paths", expanding=True)))
-
-
 def project_for(repository: str) -> Optional[Project]:
-    """The project a repository name belongs to: the longest prefix that is a project.
+    """The project a repository name belongs to: the one prefix of it that is a project.
 
     Registry names are lower case, project paths need not be, so the match ignores case.
     """
     parts = repository.lower().split("/")
-    prefixes = ["/".join(parts[:i]) for i in range(len(parts), 1, -1)]
-    if not prefixes:
-        return None
-    loaded = accounts.loaded_project(set(prefixes))  # usually the token's own project
-    if loaded is not None:
-        return loaded
-    found = db.session.scalars(_PROJECTS_AT, {"paths": prefixes}).all()
-    return max(found, key=lambda p: len(p.full_path), default=None)
+    prefixes = {"/".join(parts[:i]) for i in range(len(parts), 1, -1)}
+    return accounts.find_project_among(prefixes) if prefixes else None
 
 
 def granted(principal: Principal, scope: Scope) -> list[str]:

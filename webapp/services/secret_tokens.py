@@ -287,7 +287,7 @@ class TokenKind:
         token = db.session.scalar(self.by_digest, {"digest": wanted})
         # The session's identity map holds objects weakly: keep the token (and the owner
         # loaded with it) for the rest of the session, so the door's next lookup of that
-        # owner finds it there (accounts.loaded_project) instead of asking the database.
+        # owner finds it there (accounts.find_project_among) instead of asking the database.
         db.session.info["found_token"] = token
         if token is None or not token.active_at(now):
             return None
