@@ -5,6 +5,7 @@ bind = os.environ.get("GATEHOUSE_BIND", "127.0.0.1:5000")
 workers = int(os.environ.get("GATEHOUSE_WORKERS", "2"))
 # Threads let one worker stream a long clone or upload while it answers other requests.
 worker_class = "gthread"
+# The app sizes its PostgreSQL connection pool by the same setting (webapp/config.py).
 threads = int(os.environ.get("GATEHOUSE_THREADS", "8"))
 # Large clones and uploads stream for minutes; the sync default of 30 s would cut them.
 timeout = int(os.environ.get("GATEHOUSE_TIMEOUT", "600"))

@@ -21,6 +21,11 @@ DEFAULTS = {
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # gunicorn's threads per worker (gunicorn.conf.py reads GATEHOUSE_THREADS too). On
+    # PostgreSQL each worker keeps as many connections in its pool: every thread may hold
+    # one for a whole request, and with fewer the extra ones are opened and closed again
+    # per request (a new server process each time).
+    "THREADS": 8,
     "PER_PAGE": 20,
     # werkzeug's method string; tests use a cheap one, production keeps scrypt.
     "PASSWORD_HASH_METHOD": "scrypt",
@@ -96,6 +101,9 @@ def load(app, config=None):
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", f"sqlite:///{instance / 'gatehouse.db'}")
     app.config["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
         app.config["SQLALCHEMY_DATABASE_URI"])
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
+            "pool_size": int(app.config["THREADS"]), **app.config["SQLALCHEMY_ENGINE_OPTIONS"]}
     app.config.setdefault("DATA_DIR", str(instance / "data"))
     app.config.setdefault("DEMO_CREDENTIALS_FILE", str(instance / "demo-credentials.txt"))
     app.config["EXTERNAL_URL"] = app.config["EXTERNAL_URL"].rstrip("/")
