@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+import sqlalchemy as sa
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -235,6 +236,20 @@ def test_longest_project_prefix_wins(app, client, make):
     got = access(app, ask(client, "repository:g/sub/app/img:pull", "repository:g/app:pull",
                           creds=(user, secret)))
     assert got == {"g/sub/app/img": ["pull"]}
+
+
+def test_the_deepest_project_wins_even_where_a_group_and_a_project_share_a_path(app, make):
+    # create_* refuse a path a group or a project has, but the two tables are unique
+    # only within themselves: were a race ever to let both in, the deeper project wins.
+    from webapp.extensions import db
+    from webapp.models import Group, Project
+    from webapp.services import registry
+    make.project("g/x/app")
+    with app.app_context():
+        parent = db.session.scalar(sa.select(Group).where(Group.full_path == "g"))
+        db.session.add(Project(name="x", path="x", full_path="g/x", group=parent))
+        db.session.commit()
+        assert registry.project_for("g/x/app/img").full_path == "g/x/app"
 
 
 def test_upper_case_project_paths_match_lower_case_names(app, client, make):

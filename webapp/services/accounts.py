@@ -168,8 +168,11 @@ def find_user(username: str) -> Optional[User]:
 # Lookups by path, ignoring case (paths are unique that way). Built once: nearly every
 # request makes one, and building a statement costs more CPU than running it.
 _GROUP_AT = sa.select(Group).where(sa.func.lower(Group.full_path) == sa.bindparam("path"))
+# The longest first: should a race in create_* ever let a group and a project share a
+# path (each table is unique only within itself), the deepest project still wins.
 _PROJECT_AMONG = sa.select(Project).where(
-    sa.func.lower(Project.full_path).in_(sa.bindparam("paths", expanding=True)))
+    sa.func.lower(Project.full_path).in_(sa.bindparam("paths", expanding=True))
+).order_by(sa.func.length(Project.full_path).desc()).limit(1)
 
 
 def find_group(full_path: str) -> Optional[Group]:
@@ -187,7 +190,8 @@ def find_project_among(paths: Collection[str]) -> Optional[Project]:
     prefix of an image name.
 
     There is at most one: projects have no children, and a path is never both a group
-    and a project, so no project's path is a prefix of another's.
+    and a project, so no project's path is a prefix of another's (create_group and
+    create_project check it; the tables alone do not enforce it across each other).
     """
     return _loaded_project(paths) or db.session.scalar(_PROJECT_AMONG, {"paths": list(paths)})
 
