@@ -21,7 +21,7 @@ DEFAULTS = {
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
-    # gunicorn's threads per worker (gunicorn.conf.py reads GATEHOUSE_THREADS too). On
+    # gunicorn's threads per worker (gunicorn.conf.py reads this default too). On
     # PostgreSQL each worker keeps as many connections in its pool: every thread may hold
     # one for a whole request, and with fewer the extra ones are opened and closed again
     # per request (a new server process each time).
