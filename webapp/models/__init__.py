@@ -1,5 +1,5 @@
 """The database models: columns, relationships and pure properties only."""
-from .accounts import AccessLevel, Group, Membership, Project, User, Visibility
+from .accounts import AccessLevel, Group, Membership, Project, Route, User, Visibility
 from .audit import AuditEvent
 from .auth_ban import AuthFailure
 from .container_registry import ContainerRepository
@@ -18,6 +18,6 @@ __all__ = [
     "ExpiryNotification", "FormSubmission", "Group", "LfsLock", "LfsObject",
     "LfsObjectProject", "Membership",
     "PACKAGE_TYPES", "PAT_SCOPES", "Package", "PackageFile", "PackageTag",
-    "PersonalAccessToken", "Project", "RunnerToken", "SCOPES", "User",
+    "PersonalAccessToken", "Project", "Route", "RunnerToken", "SCOPES", "User",
     "UTCDateTime", "Visibility", "Webhook", "WebhookDelivery", "iso8601", "utcnow",
 ]

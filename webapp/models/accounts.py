@@ -131,6 +131,34 @@ class Project(db.Model):
         return f"<Project {self.full_path}>"
 
 
+class Route(db.Model):
+    """Every group's and every project's full path, in one table, unique ignoring case.
+
+    Groups and projects are each unique within their own table; only this table makes a
+    path that is both a group and a project impossible, even when two creates race
+    (GitLab keeps such a `routes` table too). Paths never change: groups and projects are
+    neither moved nor renamed here.
+    """
+
+    __tablename__ = "routes"
+    __table_args__ = (
+        sa.CheckConstraint("(group_id IS NULL) <> (project_id IS NULL)", name="one_source"),
+        sa.Index("uq_routes_path_lower", sa.func.lower(sa.text("path")), unique=True),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    path: so.Mapped[str] = so.mapped_column(sa.String(1024))
+    group_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("groups.id"), unique=True)
+    project_id: so.Mapped[Optional[int]] = so.mapped_column(sa.ForeignKey("projects.id"),
+                                                            unique=True)
+
+    group: so.Mapped[Optional[Group]] = so.relationship()
+    project: so.Mapped[Optional[Project]] = so.relationship()
+
+    def __repr__(self) -> str:
+        return f"<Route {self.path}>"
+
+
 class Membership(db.Model):
     """A user's access level on exactly one group or one project."""
 

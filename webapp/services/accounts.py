@@ -4,9 +4,10 @@ from typing import Collection, Optional, Union
 
 import sqlalchemy as sa
 from flask import current_app
+from sqlalchemy.exc import IntegrityError
 
 from ..extensions import db
-from ..models import AccessLevel, Group, Membership, Project, User, Visibility
+from ..models import AccessLevel, Group, Membership, Project, Route, User, Visibility
 from . import audit, repositories
 from .errors import Invalid, NotFound
 from .policy import Principal, visible
@@ -70,8 +71,12 @@ def create_group(full_path: str, *, name: Optional[str] = None) -> Group:
     # The parent's own spelling: it was found ignoring case.
     group = Group(name=name or path, path=path, parent=parent,
                   full_path=f"{parent.full_path}/{path}" if parent else path)
-    db.session.add(group)
-    db.session.commit()
+    db.session.add_all([group, Route(path=group.full_path, group=group)])
+    try:
+        db.session.commit()
+    except IntegrityError:  # a create that raced ours took the path
+        db.session.rollback()
+        raise _taken(group.full_path) from None
     return group
 
 
@@ -98,19 +103,25 @@ def create_project(full_path: str, *, name: Optional[str] = None,
     # once the row is flushed; any failure removes it again, so no orphan is left.
     staged = repositories.Staged(project.full_path)
     try:
-        db.session.add(project)
+        db.session.add_all([project, Route(path=project.full_path, project=project)])
         db.session.flush()
         staged.publish()
         db.session.commit()
-    except BaseException:
+    except BaseException as error:
         db.session.rollback()
         staged.discard()
+        if isinstance(error, IntegrityError):  # a create that raced ours took the path
+            raise _taken(project.full_path) from None
         raise
     return project
 
 
 def _check_free(full_path: str, errors: dict) -> None:
-    """A path is taken when a group or project has it, ignoring case (as GitLab does)."""
+    """A path is taken when a group or project has it, ignoring case (as GitLab does).
+
+    This check gives the clear message; the routes table's unique index is what holds
+    when two creates race past it (see _taken).
+    """
     taken = find_target(full_path)
     if taken is None:
         return
@@ -119,6 +130,13 @@ def _check_free(full_path: str, errors: dict) -> None:
     else:
         errors["path"] = [f"'{full_path}' has already been taken: '{taken.full_path}' differs "
                           "only in case, and paths are unique ignoring case"]
+
+
+def _taken(full_path: str) -> Invalid:
+    """The error for a path another create took between our check and our insert."""
+    errors: dict[str, list[str]] = {}
+    _check_free(full_path, errors)
+    return Invalid(errors or {"path": [f"'{full_path}' has already been taken"]})
 
 
 def add_member(full_path: str, username: str, role: str) -> Membership:
@@ -168,8 +186,8 @@ def find_user(username: str) -> Optional[User]:
 # Lookups by path, ignoring case (paths are unique that way). Built once: nearly every
 # request makes one, and building a statement costs more CPU than running it.
 _GROUP_AT = sa.select(Group).where(sa.func.lower(Group.full_path) == sa.bindparam("path"))
-# The longest first: should a race in create_* ever let a group and a project share a
-# path (each table is unique only within itself), the deepest project still wins.
+# The longest first: should a group and a project ever share a path (rows written past
+# the routes table, say by hand), the deepest project still wins.
 _PROJECT_AMONG = sa.select(Project).where(
     sa.func.lower(Project.full_path).in_(sa.bindparam("paths", expanding=True))
 ).order_by(sa.func.length(Project.full_path).desc()).limit(1)
@@ -190,8 +208,8 @@ def find_project_among(paths: Collection[str]) -> Optional[Project]:
     prefix of an image name.
 
     There is at most one: projects have no children, and a path is never both a group
-    and a project, so no project's path is a prefix of another's (create_group and
-    create_project check it; the tables alone do not enforce it across each other).
+    and a project (the routes table's unique index), so no project's path is a prefix of
+    another's.
     """
     return _loaded_project(paths) or db.session.scalar(_PROJECT_AMONG, {"paths": list(paths)})
 
