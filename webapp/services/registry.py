@@ -6,6 +6,7 @@ sign a short-lived JWT listing what each requested repository allows; the regist
 trusts our certificate and enforces that list.
 """
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -162,12 +163,18 @@ def libtrust_kid(public_key) -> str:
 def key_paths() -> tuple[Path, Path]:
     """Where the signing key and its certificate live (configured, or under DATA_DIR)."""
     config = current_app.config
-    key, cert = config.get("REGISTRY_KEY"), config.get("REGISTRY_CERT")
+    return _key_paths(config.get("REGISTRY_KEY"), config.get("REGISTRY_CERT"),
+                      config["DATA_DIR"])
+
+
+@functools.lru_cache(maxsize=16)
+def _key_paths(key: Optional[str], cert: Optional[str], data_dir: str) -> tuple[Path, Path]:
+    # Cached: every token signed asks, and building the paths cost more than the stat.
     if bool(key) != bool(cert):
         raise RuntimeError("set both GATEHOUSE_REGISTRY_KEY and GATEHOUSE_REGISTRY_CERT, or neither")
     if key:
         return Path(key), Path(cert)
-    folder = Path(config["DATA_DIR"]) / "keys" / "registry"
+    folder = Path(data_dir) / "keys" / "registry"
     return folder / KEY_FILE, folder / CERT_FILE
 
 
