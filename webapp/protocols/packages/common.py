@@ -6,8 +6,9 @@ and the function that answers errors in its wire shape. Everything else (the
 credential chain, the policy, project/group/instance resolution, storage) is here or in
 services/packages.py and services/package_storage.py, so a new format touches no other.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, NoReturn, Optional
+from typing import Callable, Iterator, NoReturn, Optional
 from urllib.parse import quote, unquote
 
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file
@@ -18,6 +19,7 @@ from ...services import accounts, nginx, package_storage, packages
 from ...services.credentials import DEPLOY_TOKEN, PERSONAL_ACCESS_TOKEN, Door
 from ...services.errors import CredentialRefused, DomainError, NotFound, Unauthenticated
 from ...services.policy import Action, Principal, authorize, can, visible
+from .. import spool
 from ..auth import REALM, authenticate
 
 bp = Blueprint("packages_api", __name__)
@@ -102,6 +104,24 @@ def refuse(exc: DomainError, fmt: PackageFormat = JSON_API, what: str = "Project
         text = str(exc)
         fmt.error(404, text if text.startswith("404") else f"404 {what} Not Found")
     fmt.error(exc.status, str(exc) or "forbidden")
+
+
+@contextmanager
+def body_errors(fmt: PackageFormat = JSON_API) -> Iterator[None]:
+    """Stop in the format's wire shape when the body is too large (413; the connection
+    closes, so the rest is never read) or ends before its announced length (400)."""
+    try:
+        yield
+    except package_storage.TooLarge as exc:
+        fmt.error(413, str(exc), Connection="close")
+    except package_storage.Incomplete as exc:
+        fmt.error(400, f"upload incomplete: {exc}")
+
+
+def receive_body(fmt: PackageFormat = JSON_API, algorithms=()) -> package_storage.Upload:
+    """The request body as a finished upload (streamed, or spooled by nginx), or stop."""
+    with body_errors(fmt):
+        return spool.upload(algorithms)
 
 
 @bp.errorhandler(DomainError)

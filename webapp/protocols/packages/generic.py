@@ -1,11 +1,10 @@
 """Generic packages: any file, PUT and GET by package name, version and file name."""
 from flask import jsonify, request
 
-from ...services import package_storage, packages
+from ...services import packages
 from ...services.errors import Invalid, NotFound
 from ...services.policy import Action
-from .. import spool
-from .common import PackageFormat, bp, error, project_for, send_package_file
+from .common import PackageFormat, bp, error, project_for, receive_body, send_package_file
 
 FORMAT = PackageFormat("generic")  # every kind; errors as GitLab JSON
 
@@ -19,7 +18,7 @@ def generic_upload(ref, package_name, package_version, file_name):
         packages.check_generic(package_name, package_version, file_name)
     except Invalid as exc:
         error(400, str(exc))
-    upload = receive_body()
+    upload = receive_body(FORMAT)
     row = packages.add_file(project, "generic", package_name, package_version, upload,
                             file_name=file_name)
     if request.args.get("select") == "package_file":
@@ -39,12 +38,3 @@ def generic_download(ref, package_name, package_version, file_name):
         error(404, str(exc))
     return send_package_file(row)
 
-
-def receive_body(algorithms=()) -> package_storage.Upload:
-    """Store the request body (streamed, or spooled by nginx); 413 past MAX_PACKAGE_SIZE."""
-    try:
-        return spool.upload(algorithms)
-    except package_storage.TooLarge as exc:
-        error(413, str(exc), Connection="close")
-    except package_storage.Incomplete as exc:
-        error(400, f"upload incomplete: {exc}")

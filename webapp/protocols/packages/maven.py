@@ -24,8 +24,8 @@ from ...services import package_storage, packages
 from ...services.errors import Invalid
 from ...services.policy import Action
 from .. import spool
-from .common import (PackageFormat, bp, challenge_headers, group_for, instance_for,
-                     project_for, send_package_file)
+from .common import (PackageFormat, body_errors, bp, challenge_headers, group_for, instance_for,
+                     project_for, receive_body, send_package_file)
 
 
 def maven_error(status: int, message: str, **headers) -> NoReturn:
@@ -116,21 +116,14 @@ def _duplicate(file_name: str) -> NoReturn:
 
 
 def _receive() -> package_storage.Upload:
-    try:
-        return spool.upload(MAVEN_DIGESTS)
-    except package_storage.TooLarge as exc:
-        maven_error(413, str(exc), Connection="close")
-    except package_storage.Incomplete as exc:
-        maven_error(400, f"upload incomplete: {exc}")
+    return receive_body(FORMAT, MAVEN_DIGESTS)
 
 
 def _small_body() -> bytes:
     if (spool.length() or 0) > SMALL_BODY:
         maven_error(413, "a checksum or metadata file is never this large")
-    try:
+    with body_errors(FORMAT):
         body = spool.read(SMALL_BODY + 1)
-    except package_storage.Incomplete as exc:
-        maven_error(400, f"upload incomplete: {exc}")
     if len(body) > SMALL_BODY:
         maven_error(413, "a checksum or metadata file is never this large")
     return body

@@ -25,7 +25,7 @@ from ...models import Package, Project
 from ...services import package_storage, packages
 from ...services.errors import Forbidden, Invalid, NotFound
 from ...services.policy import Action, Principal
-from .common import (PackageFormat, bp, challenge_headers, error, external_url, group_for,
+from .common import (PackageFormat, body_errors, bp, challenge_headers, error, external_url, group_for,
                      instance_for, project_for, raw_segment, send_package_file)
 from .json_stream import JSONError, StreamingJSON, TooLargeJSON
 
@@ -346,15 +346,12 @@ def _read_document(limit: int, publish: Optional[_Publish] = None) -> dict:
         sink=publish.sink if publish else None,
         on_member=publish.on_member if publish else (lambda key, value: None))
     try:
-        return reader.parse()
+        with body_errors(FORMAT):
+            return reader.parse()
     except TooLargeJSON as exc:
         error(413, str(exc), Connection="close")
     except JSONError as exc:
         raise Invalid({"body": [str(exc)]})
-    except package_storage.TooLarge as exc:
-        error(413, str(exc), Connection="close")
-    except package_storage.Incomplete as exc:
-        error(400, f"upload incomplete: {exc}")
 
 
 def _store(publish: _Publish, document: dict):

@@ -12,7 +12,8 @@ from ...models import PackageFile
 from ...services import package_storage, packages
 from ...services.errors import Invalid, NotFound
 from ...services.policy import Action
-from .common import PackageFormat, bp, error, external_url, group_for, project_for, send_package_file
+from .common import (PackageFormat, body_errors, bp, error, external_url, group_for, project_for,
+                     send_package_file)
 
 FORMAT = PackageFormat("pypi")  # every kind; errors as GitLab JSON
 
@@ -93,53 +94,47 @@ def _receive_form():
     upload, file_name = None, ""
     part, buffer, received = None, bytearray(), 0
     stream = request.stream
-    try:
-        while True:
-            chunk = package_storage.read_body(stream, FEED)
-            received += len(chunk)
-            decoder.receive_data(chunk or None)
+    with body_errors(FORMAT):
+        try:
             while True:
-                event = decoder.next_event()
-                if isinstance(event, (NeedData, Epilogue)):
+                chunk = package_storage.read_body(stream, FEED)
+                received += len(chunk)
+                decoder.receive_data(chunk or None)
+                while True:
+                    event = decoder.next_event()
+                    if isinstance(event, (NeedData, Epilogue)):
+                        break
+                    if isinstance(event, File):
+                        if event.name == "content" and upload is None:
+                            # MD5 only when the client sent one to check (twine 7 does not).
+                            upload = package_storage.Upload.start(
+                                ("md5",) if fields.get("md5_digest") else ())
+                            file_name, part = event.filename or "", "content"
+                        else:
+                            part = None  # other files (signatures) are not kept
+                    elif isinstance(event, Field):
+                        part = event.name if event.name in KEPT_FIELDS else None
+                        buffer = bytearray()
+                    elif isinstance(event, Data):
+                        if part == "content":
+                            upload.write(event.data)
+                        elif part is not None:
+                            buffer += event.data
+                            if len(buffer) > FIELD_LIMIT:
+                                error(400, f"form field '{part}' is too large")
+                            if not event.more_data:
+                                fields[part] = buffer.decode("utf-8", "replace")
+                if not chunk:
                     break
-                if isinstance(event, File):
-                    if event.name == "content" and upload is None:
-                        # MD5 only when the client sent one to check (twine 7 does not).
-                        upload = package_storage.Upload.start(
-                            ("md5",) if fields.get("md5_digest") else ())
-                        file_name, part = event.filename or "", "content"
-                    else:
-                        part = None  # other files (signatures) are not kept
-                elif isinstance(event, Field):
-                    part = event.name if event.name in KEPT_FIELDS else None
-                    buffer = bytearray()
-                elif isinstance(event, Data):
-                    if part == "content":
-                        upload.write(event.data)
-                    elif part is not None:
-                        buffer += event.data
-                        if len(buffer) > FIELD_LIMIT:
-                            error(400, f"form field '{part}' is too large")
-                        if not event.more_data:
-                            fields[part] = buffer.decode("utf-8", "replace")
-            if not chunk:
-                break
-        if length is not None and received != length:
-            raise package_storage.Incomplete(f"received {received} of {length} bytes")
-        if upload is None:
-            error(400, "content is missing: send the distribution file as `content`")
-        upload.finish()
-    except package_storage.TooLarge as exc:
-        upload.discard()
-        error(413, str(exc), Connection="close")
-    except package_storage.Incomplete as exc:
-        if upload is not None:
-            upload.discard()
-        error(400, f"upload incomplete: {exc}")
-    except BaseException:
-        if upload is not None:
-            upload.discard()
-        raise
+            if length is not None and received != length:
+                raise package_storage.Incomplete(f"received {received} of {length} bytes")
+            if upload is None:
+                error(400, "content is missing: send the distribution file as `content`")
+            upload.finish()
+        except BaseException:
+            if upload is not None:
+                upload.discard()
+            raise
     return fields, upload, file_name
 
 
