@@ -592,3 +592,51 @@ def test_a_spooled_body_is_adopted_by_rename_or_removed_when_it_fails_a_check(ap
         with pytest.raises(package_storage.TooLarge):
             package_storage.adopt(big, length=None, limit=len(body) - 1)
     assert list(spool.iterdir()) == []
+
+
+# A body too large or cut short: each format answers in its own shape and keeps nothing
+
+def _cut_short(client, method, path, body, headers):
+    """The client announces more than it sends (a dropped connection, as WSGI sees it)."""
+    return client.open(path, method=method, input_stream=io.BytesIO(body), headers=headers,
+                       environ_overrides={"CONTENT_LENGTH": str(len(body) + 100)})
+
+
+def _chunked(client, method, path, body, headers):
+    return client.open(path, method=method, input_stream=io.BytesIO(body),
+                       headers={**headers, "Transfer-Encoding": "chunked"},
+                       environ_overrides={"wsgi.input_terminated": True})
+
+
+@pytest.mark.parametrize("fmt", ["generic", "maven", "pypi"])
+def test_a_body_too_large_or_cut_short_is_answered_in_the_formats_shape(app, client, make,
+                                                                        project, fmt):
+    app.config["MAX_PACKAGE_SIZE"] = 1000
+    _, _, secret = make.token("tanuki/awesome_project", ["write_package_registry"])
+    headers = {"Deploy-Token": secret}
+    if fmt == "generic":
+        method, path, small, big = "PUT", generic_url(project.id), b"x" * 10, b"y" * 5000
+    elif fmt == "maven":
+        method, path = "PUT", f"/api/v4/projects/{project.id}/packages/maven/org/ex/a/1.0/a-1.0.jar"
+        small, big = b"x" * 10, b"y" * 5000
+    else:
+        method, path = "POST", f"/api/v4/projects/{project.id}/packages/pypi"
+        small, content_type = multipart({"name": "p", "version": "1"}, "p-1.whl", b"x" * 10)
+        big, _ = multipart({"name": "p", "version": "1"}, "p-1.whl", b"y" * 5000)
+        headers["Content-Type"] = content_type
+
+    cut = _cut_short(client, method, path, small, headers)
+    too_large = _chunked(client, method, path, big, headers)
+
+    assert cut.status_code == 400 and too_large.status_code == 413
+    assert too_large.headers["Connection"] == "close"
+    if fmt == "maven":  # mvn shows only the status line: the reason is there, in plain text
+        assert cut.status.startswith("400 upload incomplete: the client stopped sending")
+        assert too_large.status.startswith("413 File is too large (maximum is 1000 bytes)")
+        assert cut.mimetype == too_large.mimetype == "text/plain"
+    else:
+        assert cut.json["error"].startswith("upload incomplete: the client stopped sending")
+        assert too_large.json == {"message": "413 Payload Too Large",
+                                  "error": "File is too large (maximum is 1000 bytes)"}
+    assert rows(app) == (0, 0) and stored_files(app) == []
+    assert not any((Path(app.config["DATA_DIR"]) / "packages" / "tmp").glob("*"))

@@ -33,6 +33,7 @@ from typing import BinaryIO, Iterable, Optional
 
 import sqlalchemy as sa
 from flask import current_app
+from werkzeug.exceptions import ClientDisconnected
 
 from ..extensions import db
 from ..models import LfsObject, PackageFile
@@ -213,7 +214,9 @@ def read_body(stream: BinaryIO, size: int) -> bytes:
     """Read from a request body; a connection that breaks mid-body is Incomplete."""
     try:
         return stream.read(size)
-    except OSError as exc:  # gunicorn's NoMoreData on a cut chunked body, resets
+    # gunicorn's NoMoreData on a cut chunked body, resets; werkzeug's ClientDisconnected
+    # when the body ends before its Content-Length.
+    except (OSError, ClientDisconnected) as exc:
         raise Incomplete(f"the client stopped sending ({exc.__class__.__name__})") from exc
 
 
