@@ -90,51 +90,56 @@ def _receive_form():
               Connection="close")
     decoder = MultipartDecoder(boundary.encode("latin-1"), max_form_memory_size=FEED * 4,
                                max_parts=1000)
+    with body_errors(FORMAT):
+        return _read_form(decoder, request.stream, length)
+
+
+def _read_form(decoder: MultipartDecoder, stream, length: Optional[int]):
+    """Feed the body to the decoder: kept fields, and the `content` part as an upload
+    (discarded again if anything fails)."""
     fields: dict[str, str] = {}
     upload, file_name = None, ""
     part, buffer, received = None, bytearray(), 0
-    stream = request.stream
-    with body_errors(FORMAT):
-        try:
+    try:
+        while True:
+            chunk = package_storage.read_body(stream, FEED)
+            received += len(chunk)
+            decoder.receive_data(chunk or None)
             while True:
-                chunk = package_storage.read_body(stream, FEED)
-                received += len(chunk)
-                decoder.receive_data(chunk or None)
-                while True:
-                    event = decoder.next_event()
-                    if isinstance(event, (NeedData, Epilogue)):
-                        break
-                    if isinstance(event, File):
-                        if event.name == "content" and upload is None:
-                            # MD5 only when the client sent one to check (twine 7 does not).
-                            upload = package_storage.Upload.start(
-                                ("md5",) if fields.get("md5_digest") else ())
-                            file_name, part = event.filename or "", "content"
-                        else:
-                            part = None  # other files (signatures) are not kept
-                    elif isinstance(event, Field):
-                        part = event.name if event.name in KEPT_FIELDS else None
-                        buffer = bytearray()
-                    elif isinstance(event, Data):
-                        if part == "content":
-                            upload.write(event.data)
-                        elif part is not None:
-                            buffer += event.data
-                            if len(buffer) > FIELD_LIMIT:
-                                error(400, f"form field '{part}' is too large")
-                            if not event.more_data:
-                                fields[part] = buffer.decode("utf-8", "replace")
-                if not chunk:
+                event = decoder.next_event()
+                if isinstance(event, (NeedData, Epilogue)):
                     break
-            if length is not None and received != length:
-                raise package_storage.Incomplete(f"received {received} of {length} bytes")
-            if upload is None:
-                error(400, "content is missing: send the distribution file as `content`")
-            upload.finish()
-        except BaseException:
-            if upload is not None:
-                upload.discard()
-            raise
+                if isinstance(event, File):
+                    if event.name == "content" and upload is None:
+                        # MD5 only when the client sent one to check (twine 7 does not).
+                        upload = package_storage.Upload.start(
+                            ("md5",) if fields.get("md5_digest") else ())
+                        file_name, part = event.filename or "", "content"
+                    else:
+                        part = None  # other files (signatures) are not kept
+                elif isinstance(event, Field):
+                    part = event.name if event.name in KEPT_FIELDS else None
+                    buffer = bytearray()
+                elif isinstance(event, Data):
+                    if part == "content":
+                        upload.write(event.data)
+                    elif part is not None:
+                        buffer += event.data
+                        if len(buffer) > FIELD_LIMIT:
+                            error(400, f"form field '{part}' is too large")
+                        if not event.more_data:
+                            fields[part] = buffer.decode("utf-8", "replace")
+            if not chunk:
+                break
+        if length is not None and received != length:
+            raise package_storage.Incomplete(f"received {received} of {length} bytes")
+        if upload is None:
+            error(400, "content is missing: send the distribution file as `content`")
+        upload.finish()
+    except BaseException:
+        if upload is not None:
+            upload.discard()
+        raise
     return fields, upload, file_name
 
 
