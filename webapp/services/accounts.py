@@ -119,16 +119,16 @@ def create_project(full_path: str, *, name: Optional[str] = None,
 def _check_free(full_path: str, errors: dict) -> None:
     """A path is taken when a group or project has it, ignoring case (as GitLab does).
 
-    This check gives the clear message; the routes table's unique index is what holds
-    when two creates race past it (see _taken).
+    Asks the routes table, whose unique index is what holds when two creates race past
+    this check (see _taken); the check is here for the clearer message.
     """
-    taken = find_target(full_path)
+    taken = db.session.scalar(_ROUTE_AT, {"path": full_path.lower()})
     if taken is None:
         return
-    if taken.full_path == full_path:
+    if taken == full_path:
         errors["path"] = [f"'{full_path}' has already been taken"]
     else:
-        errors["path"] = [f"'{full_path}' has already been taken: '{taken.full_path}' differs "
+        errors["path"] = [f"'{full_path}' has already been taken: '{taken}' differs "
                           "only in case, and paths are unique ignoring case"]
 
 
@@ -186,6 +186,7 @@ def find_user(username: str) -> Optional[User]:
 # Lookups by path, ignoring case (paths are unique that way). Built once: nearly every
 # request makes one, and building a statement costs more CPU than running it.
 _GROUP_AT = sa.select(Group).where(sa.func.lower(Group.full_path) == sa.bindparam("path"))
+_ROUTE_AT = sa.select(Route.path).where(sa.func.lower(Route.path) == sa.bindparam("path"))
 # The longest first: should a group and a project ever share a path (rows written past
 # the routes table, say by hand), the deepest project still wins.
 _PROJECT_AMONG = sa.select(Project).where(

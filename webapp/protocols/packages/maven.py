@@ -101,7 +101,7 @@ def maven_upload(ref, path):
     unique = not version.endswith(SNAPSHOT) and not project.maven_duplicates_allowed
     if unique and packages.has_file(project, "maven", name, version, file_name):
         _duplicate(file_name)  # refused before the body is read
-    upload = _receive()
+    upload = receive_body(FORMAT, MAVEN_DIGESTS)
     try:
         packages.add_file(project, "maven", name, version, upload, file_name=file_name,
                           unique_file_name=unique)
@@ -113,10 +113,6 @@ def maven_upload(ref, path):
 def _duplicate(file_name: str) -> NoReturn:
     maven_error(400, f"Duplicate package is not allowed: {file_name} is already in this "
                      "release (the project does not allow duplicate Maven uploads)")
-
-
-def _receive() -> package_storage.Upload:
-    return receive_body(FORMAT, MAVEN_DIGESTS)
 
 
 def _small_body() -> bytes:
