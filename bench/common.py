@@ -1,9 +1,11 @@
 """What the benchmarks share: a request-rate loop and a throwaway PostgreSQL database."""
 import http.client
+import statistics
 import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Iterator
 
 # A request as the rate loop sends it: method, path (with query), headers.
@@ -48,6 +50,47 @@ def alternating_rates(port: int, requests: dict[str, Request], seconds: float, r
         for name in order:
             results[name].append(rate(port, requests[name], seconds, threads))
     return results
+
+
+@dataclass(frozen=True)
+class RateRatio:
+    """How one request's rate compares with another's, measured in alternating pairs."""
+
+    rates: dict[str, list[float]]   # each request's rate, round by round
+    pairs: list[float]              # first / second, one per round, sorted
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.pairs)
+
+    @property
+    def quartiles(self) -> tuple[float, float]:
+        q = statistics.quantiles(self.pairs, n=4)
+        return q[0], q[2]
+
+    def rate(self, name: str) -> float:
+        return statistics.median(self.rates[name])
+
+    def describe(self) -> str:
+        low, high = self.quartiles
+        first, second = self.rates
+        return (f"{first} {self.rate(first):.0f}/s, {second} {self.rate(second):.0f}/s; "
+                f"ratio {self.median:.2f} (median of {len(self.pairs)} pairs, "
+                f"middle half {low:.2f}-{high:.2f})")
+
+
+def rate_ratio(port: int, first: tuple[str, Request], second: tuple[str, Request],
+               seconds: float, rounds: int, threads: int = 8) -> RateRatio:
+    """`first`'s rate over `second`'s, as the median of many short adjacent pairs.
+
+    On a shared machine the rate drifts by tens of percent within a minute; a few long
+    runs each can land on a different side of a swing. Many short runs taking turns put
+    the two sides of each pair in the same conditions, and the median of the pairs'
+    ratios ignores the rounds a swing did split.
+    """
+    rates = alternating_rates(port, dict([first, second]), seconds, rounds, threads)
+    pairs = sorted(a / b for a, b in zip(rates[first[0]], rates[second[0]]))
+    return RateRatio(rates, pairs)
 
 
 @contextmanager

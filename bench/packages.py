@@ -167,6 +167,12 @@ def main() -> None:
     def ratio(a, b):
         return statistics.median(a) / statistics.median(b)
 
+    def pairs(a, b):
+        # Each run's two measurements were made back to back, in the same conditions.
+        each = sorted(x / y for x, y in zip(a, b))
+        return (f"{statistics.median(each):.2f}x (median of {len(each)} runs' own ratios, "
+                f"{each[0]:.2f}-{each[-1]:.2f})")
+
     print("download")
     print(line("Gatehouse alone (gunicorn, sendfile)", ours))
     print(line("Gatehouse Maven (gunicorn, sendfile)", maven_downloads))
@@ -174,7 +180,8 @@ def main() -> None:
     print(line("nginx from disk", theirs))
     print(f"  ratio Gatehouse alone / nginx: {ratio(ours, theirs):.2f}x")
     print(f"  ratio Maven / nginx: {ratio(maven_downloads, theirs):.2f}x")
-    print(f"  ratio Gatehouse front / nginx: {ratio(fronted, theirs):.2f}x")
+    print(f"  ratio Gatehouse front / nginx: {ratio(fronted, theirs):.2f}x; run by run "
+          f"{pairs(fronted, theirs)}")
     print("upload")
     print(line("Gatehouse alone (stream, sha256, fsync)", uploads))
     print(line("Gatehouse Maven (+md5, sha1)", maven_uploads))
@@ -182,7 +189,8 @@ def main() -> None:
     print(line("plain copy + fsync", copies))
     print(f"  ratio Gatehouse alone / copy: {ratio(uploads, copies):.2f}x")
     print(f"  ratio Maven / copy: {ratio(maven_uploads, copies):.2f}x")
-    print(f"  ratio Gatehouse front / copy: {ratio(front_uploads, copies):.2f}x")
+    print(f"  ratio Gatehouse front / copy: {ratio(front_uploads, copies):.2f}x; run by run "
+          f"{pairs(front_uploads, copies)}")
 
 
 if __name__ == "__main__":

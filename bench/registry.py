@@ -5,10 +5,11 @@ Two instances of the same `docker-registry` binary, each with its own storage: o
 (bcrypt, cost 5 as `htpasswd -B`). Every round pushes a fresh random image to both, in
 alternating order, then pulls it back from both; the median ratio token/htpasswd is
 printed. Then `/jwt/auth` requests per second under gunicorn (threads, keep-alive) against
-the unauthenticated `/-/readiness` on the same server, alternating, on that SQLite stack and
-on PostgreSQL with Redis (a fresh database on --database-url, a private Redis).
+the unauthenticated `/-/readiness` on the same server, in 20 alternating pairs of 1 s runs
+(the median of the pairs' ratios), on that SQLite stack and on PostgreSQL with Redis (a
+fresh database on --database-url, a private Redis).
 
-    .venv/bin/python -m bench.registry [--rounds 5] [--size-mb 50] [--auth-seconds 5]
+    .venv/bin/python -m bench.registry [--rounds 5] [--size-mb 50] [--auth-rounds 20]
 """
 import argparse
 import json
@@ -23,7 +24,7 @@ import warnings
 from base64 import b64encode
 from pathlib import Path
 
-from bench.common import alternating_rates, postgres_database
+from bench.common import RateRatio, postgres_database, rate_ratio
 from tests.conftest import ENCRYPTION_KEY, gunicorn
 from tests.e2e.containers import Skopeo, docker_registry, registry_config, write_image
 from tests.support import ROOT, VENV_BIN, free_port, redis_server, running
@@ -59,18 +60,16 @@ def timed(run) -> float:
 
 
 def auth_ratio(port: int, user: str, secret: str, scope: str, seconds: float, rounds: int,
-               threads: int) -> tuple[float, float]:
-    """Median requests/s of `/jwt/auth` and of the unauthenticated `/-/readiness` (which
-    asks the database and Redis too), alternating on the same server."""
+               threads: int) -> RateRatio:
+    """`/jwt/auth`'s rate over the unauthenticated `/-/readiness`'s (which asks the
+    database and Redis too) on the same server, in alternating pairs."""
     basic = "Basic " + b64encode(f"{user}:{secret}".encode()).decode()
-    rates = alternating_rates(port, {
-        "jwt": ("GET", f"/jwt/auth?service=container_registry&scope={scope}",
-                {"Authorization": basic}),
-        "readiness": ("GET", "/-/readiness", {})}, seconds, rounds, threads)
-    return statistics.median(rates["jwt"]), statistics.median(rates["readiness"])
+    jwt = ("GET", f"/jwt/auth?service=container_registry&scope={scope}", {"Authorization": basic})
+    return rate_ratio(port, ("/jwt/auth", jwt), ("/-/readiness", ("GET", "/-/readiness", {})),
+                      seconds, rounds, threads)
 
 
-def production_stack_ratio(args, tmp: Path) -> tuple[float, float]:
+def production_stack_ratio(args, tmp: Path) -> RateRatio:
     """The same ratio on PostgreSQL and Redis (the ban check then asks Redis)."""
     with postgres_database(args.database_url, "gatehouse_bench_registry") as database, \
             redis_server(tmp) as redis_url:
@@ -93,8 +92,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--size-mb", type=int, default=50)
-    parser.add_argument("--auth-seconds", type=float, default=5)
-    parser.add_argument("--auth-rounds", type=int, default=3)
+    parser.add_argument("--auth-seconds", type=float, default=1)
+    parser.add_argument("--auth-rounds", type=int, default=20)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--database-url", default=os.environ.get(
         "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
@@ -163,18 +162,15 @@ auth: {{htpasswd: {{realm: basic-realm, path: "{tmp / 'htpasswd'}"}}}}
             ratios = [t / b for t, b in zip(times["token", "push"] + times["token", "pull"],
                                             times["htpasswd", "push"] + times["htpasswd", "pull"])]
             print(f"  median ratio of all operations: {statistics.median(ratios):.2f}x")
-            rps, plain = auth_ratio(app_port, user, secret, "repository:bench/app:pull,push",
-                                    args.auth_seconds, args.auth_rounds, args.threads)
+            ratio = auth_ratio(app_port, user, secret, "repository:bench/app:pull,push",
+                               args.auth_seconds, args.auth_rounds, args.threads)
         print(f"\n/jwt/auth against the unauthenticated /-/readiness on the same gunicorn "
               f"(2 workers x 8 threads, {args.threads} keep-alive clients, {os.cpu_count()} CPUs, "
-              f"{registry_key_algorithm(tmp / 'data')} signatures; medians of {args.auth_rounds} "
-              f"alternating {args.auth_seconds:.0f} s runs):")
-        print(f"  SQLite:              /jwt/auth {rps:.0f}/s, /-/readiness {plain:.0f}/s, "
-              f"ratio {rps / plain:.2f} (target >= 0.5)")
+              f"{registry_key_algorithm(tmp / 'data')} signatures; {args.auth_rounds} "
+              f"alternating pairs of {args.auth_seconds:g} s runs; target >= 0.5):")
+        print(f"  SQLite:              {ratio.describe()}")
         if args.database_url != "none":
-            rps, plain = production_stack_ratio(args, tmp)
-            print(f"  PostgreSQL + Redis:  /jwt/auth {rps:.0f}/s, /-/readiness {plain:.0f}/s, "
-                  f"ratio {rps / plain:.2f} (target >= 0.5)")
+            print(f"  PostgreSQL + Redis:  {production_stack_ratio(args, tmp).describe()}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
