@@ -3,8 +3,8 @@
 Everything runs on loopback: a fresh PostgreSQL database (created on the server named by
 --database-url, dropped afterwards), a private Redis, gunicorn (2 workers x 8 threads,
 as `make run`), and nginx in front. For each level of concurrent keep-alive clients the
-fleet runs for a fixed time, first through nginx, then straight to gunicorn (the
-baseline). The mix: ls-remote (info/refs) and shallow fetches (upload-pack with
+fleet runs for a fixed time through nginx and straight to gunicorn (the baseline), the
+two taking turns at going first. The mix: ls-remote (info/refs) and shallow fetches (upload-pack with
 `deepen 1`) with a deploy token, `/jwt/auth`, generic package downloads and uploads,
 the deploy-token API with a personal access token, `/ci/variables` with a runner token,
 and a few wrong passwords from 127.0.0.2. Every upload answered 201 is then checked
@@ -14,7 +14,8 @@ health check is timed.
     .venv/bin/python -m bench.load [--seconds 20] [--levels 50,100,200]
 
 Prints, per target, level and endpoint: requests, errors by status, dropped connections
-(closed or reset without an answer), p50/p95/p99 server time and requests per second.
+(closed or reset without an answer), p50/p95/p99 server time and requests per second,
+and the CPU time gunicorn (with the git processes it runs) and nginx spent per request.
 """
 import argparse
 import hashlib
@@ -229,6 +230,26 @@ def report(label: str, results: Results, elapsed: float) -> dict:
             "rps": total / elapsed}
 
 
+def tree_cpu(root: int) -> float:
+    """CPU seconds used by a process and all its descendants, live or reaped (Linux)."""
+    parents, used = {}, {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            # ppid; utime, stime, and the children's it has waited for.
+            parents[int(entry)] = int(fields[1])
+            used[int(entry)] = sum(int(f) for f in fields[11:15])
+    tree, grew = {root}, True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grew = bool(more)
+    return sum(used.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
 def check_uploads(results: Results, data_dir: Path) -> int:
     """Every upload answered 201 is on disk with the bytes that were sent."""
     bad = 0
@@ -297,12 +318,21 @@ def main() -> None:
         seed.request("PUT", f"{fixture.generic}/seed/1.0.0/seed.bin", body=fixture.download,
                      headers={"Deploy-Token": fixture.secret})
         assert seed.getresponse().status == 201
+        # Throughput drifts with the machine; what each server spends per request does not.
+        servers = {"gunicorn (and its git processes)": app.proc.pid, "nginx": front.proc.pid}
         print(f"{os.cpu_count()} CPUs; gunicorn 2 workers x 8 threads; PostgreSQL, Redis; "
               f"{args.seconds:.0f} s per run; keep-alive clients on loopback")
-        for clients in levels:
-            for label, port in (("nginx -> gunicorn", front.port), ("gunicorn alone", app.port)):
+        targets = [("nginx -> gunicorn", front.port), ("gunicorn alone", app.port)]
+        for level, clients in enumerate(levels):
+            # Taking turns at going first, so a drift of the machine favours neither.
+            for label, port in targets if level % 2 == 0 else targets[::-1]:
+                before = {name: tree_cpu(pid) for name, pid in servers.items()}
                 results, elapsed = drive(port, fixture, clients, args.seconds)
                 line = report(f"{label}, {clients} clients", results, elapsed)
+                answered = line["answered"] or 1
+                print("  server CPU per answered request: " + ", ".join(
+                    f"{name} {(tree_cpu(pid) - before[name]) / answered * 1000:.2f} ms"
+                    for name, pid in servers.items()))
                 line["uploads_bad"] = check_uploads(results, data_dir)
                 line["uploads"] = len(results.uploads)
                 print(f"  uploads answered 201: {line['uploads']}, stored intact: "
