@@ -1,4 +1,5 @@
-"""On PostgreSQL each gunicorn thread keeps its connection between requests.
+"""On PostgreSQL each gunicorn thread keeps its connection between requests, and a
+checkout pings the server; SQLite is never pinged.
 
 SQLAlchemy's default pool keeps 5 connections and closes any further ones when they come
 back. With gunicorn's 8 threads per worker, a busy worker then opened a new connection
@@ -55,5 +56,23 @@ def test_a_configured_pool_size_wins(migrated):
                      SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True, "pool_size": 3})
     try:
         assert engine.pool.size() == 3
+    finally:
+        engine.dispose()
+
+
+def test_a_checkout_pings_the_server_on_postgresql_only(migrated, monkeypatch):
+    # A PostgreSQL connection the server dropped is noticed and replaced when it is
+    # checked out. A SQLite connection is a file handle nothing can drop: pinging it
+    # would only cost every request a statement.
+    engine = _engine(migrated)
+    pings = []
+    real_ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping",
+                        lambda connection: pings.append(1) or real_ping(connection))
+    try:
+        for _ in range(2):  # the second checkout takes the pooled connection back
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        assert bool(pings) == migrated.startswith("postgres")
     finally:
         engine.dispose()
