@@ -52,6 +52,11 @@ def alternating_rates(port: int, requests: dict[str, Request], seconds: float, r
     return results
 
 
+def pair_ratios(firsts: list[float], seconds: list[float]) -> list[float]:
+    """Each pair's own ratio, sorted: the two sides of a pair were measured back to back."""
+    return sorted(a / b for a, b in zip(firsts, seconds))
+
+
 @dataclass(frozen=True)
 class RateRatio:
     """How one request's rate compares with another's, measured in alternating pairs."""
@@ -89,8 +94,7 @@ def rate_ratio(port: int, first: tuple[str, Request], second: tuple[str, Request
     ratios ignores the rounds a swing did split.
     """
     rates = alternating_rates(port, dict([first, second]), seconds, rounds, threads)
-    pairs = sorted(a / b for a, b in zip(rates[first[0]], rates[second[0]]))
-    return RateRatio(rates, pairs)
+    return RateRatio(rates, pair_ratios(rates[first[0]], rates[second[0]]))
 
 
 @contextmanager

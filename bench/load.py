@@ -4,12 +4,12 @@ Everything runs on loopback: a fresh PostgreSQL database (created on the server 
 --database-url, dropped afterwards), a private Redis, gunicorn (2 workers x 8 threads,
 as `make run`), and nginx in front. For each level of concurrent keep-alive clients the
 fleet runs for a fixed time through nginx and straight to gunicorn (the baseline), the
-two taking turns at going first. The mix: ls-remote (info/refs) and shallow fetches (upload-pack with
-`deepen 1`) with a deploy token, `/jwt/auth`, generic package downloads and uploads,
-the deploy-token API with a personal access token, `/ci/variables` with a runner token,
-and a few wrong passwords from 127.0.0.2. Every upload answered 201 is then checked
-byte for byte on disk. Last, 16 slow-body clients hold connections to nginx while the
-health check is timed.
+two taking turns at going first. The mix: ls-remote (info/refs) and shallow fetches
+(upload-pack with `deepen 1`) with a deploy token, `/jwt/auth`, generic package
+downloads and uploads, the deploy-token API with a personal access token,
+`/ci/variables` with a runner token, and a few wrong passwords from 127.0.0.2. Every
+upload answered 201 is then checked byte for byte on disk. Last, 16 slow-body clients
+hold connections to nginx while the health check is timed.
 
     .venv/bin/python -m bench.load [--seconds 20] [--levels 50,100,200]
 

@@ -25,6 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import pair_ratios  # noqa: E402
 from tests.e2e.front import nginx as gatehouse_front  # noqa: E402
 from tests.support import VENV_BIN, free_port, running  # noqa: E402
 
@@ -168,8 +169,7 @@ def main() -> None:
         return statistics.median(a) / statistics.median(b)
 
     def pairs(a, b):
-        # Each run's two measurements were made back to back, in the same conditions.
-        each = sorted(x / y for x, y in zip(a, b))
+        each = pair_ratios(a, b)
         return (f"{statistics.median(each):.2f}x (median of {len(each)} runs' own ratios, "
                 f"{each[0]:.2f}-{each[-1]:.2f})")
 
