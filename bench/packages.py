@@ -9,10 +9,17 @@ in the page cache, fetched with curl into /dev/null. Uploads: curl PUT to Gateho
 alone (streamed, hashed, fsynced, renamed, row committed) and through the front (nginx
 writes the body to its spool beside the store; the app hashes, fsyncs and renames it) vs.
 copying the file and fsyncing the copy. Prints the medians and the ratios (targets:
-downloads through the front ≤ 1× nginx, uploads through the front ≤ 2× a copy) The same file also goes through the Maven endpoint
-(a jar: MD5 and SHA-1 are computed as well, for the checksum files Maven asks for).
+downloads through the front ≤ 1× nginx, uploads through the front ≤ 2× a copy). The same
+file also goes through the Maven endpoint (a jar: MD5 and SHA-1 are computed as well, for
+the checksum files Maven asks for).
+
+A spooled upload is nginx taking the body and then the app hashing it, one after the
+other, so the script also prints that design's floor on this machine, in the same runs:
+a bare nginx taking the same PUT into a file (WebDAV: no hash, no fsync, no app) plus the
+SHA-256 of the file alone, timed in this process.
 """
 import argparse
+import hashlib
 import os
 import shutil
 import statistics
@@ -49,6 +56,12 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         root {root};
+        # The floor of a spooled upload: nginx takes the body into a file, nothing more.
+        location /put/ {{
+            dav_methods PUT;
+            client_max_body_size 0;
+            client_body_buffer_size 1m;
+        }}
     }}
 }}
 """
@@ -70,6 +83,14 @@ def copy_seconds(source: Path, target: Path) -> float:
     elapsed = time.perf_counter() - start
     target.unlink()
     return elapsed
+
+
+def hash_seconds(source: Path) -> float:
+    """The SHA-256 of a file in the page cache, as the app computes it when adopting."""
+    start = time.perf_counter()
+    with open(source, "rb") as f:
+        hashlib.file_digest(f, "sha256")
+    return time.perf_counter() - start
 
 
 def setup_database(env: dict) -> tuple[int, str]:
@@ -117,12 +138,21 @@ def main() -> None:
         gunicorn = [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}",
                     "--config", str(ROOT / "gunicorn.conf.py"), "--access-logfile", "/dev/null",
                     "wsgi:app"]
+        www = tmp / "www"
+        (www / "put").mkdir(parents=True)
+        nginx_port = free_port()
+        conf = tmp / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=www))
         with running(gunicorn, port=port, env=env, log=tmp / "gunicorn.log"), \
                 gatehouse_front(tmp / "data", tmp / "front", [f"127.0.0.1:{port}"],
-                                SECRET_KEY="bench") as front:  # the app's, for the front secret
+                                SECRET_KEY="bench") as front, \
+                running(["nginx", "-c", str(conf), "-p", str(tmp)], port=nginx_port, env=env,
+                        log=tmp / "nginx.log"):  # the front: the app's SECRET_KEY
             front_base = base.replace(f"127.0.0.1:{port}", f"127.0.0.1:{front.port}")
             header = ["--header", f"Deploy-Token: {secret}"]
             uploads, maven_uploads, front_uploads, copies = [], [], [], []
+            nginx_puts, hashes = [], []
+            put = www / "put" / "payload.bin"
             for run in range(args.runs):
                 uploads.append(curl_seconds(*header, "--upload-file", str(payload),
                                             f"{base}/1.0.{run}/payload.bin"))
@@ -131,32 +161,29 @@ def main() -> None:
                     f"{maven}/1.0.{run}/payload-1.0.{run}.jar"))
                 front_uploads.append(curl_seconds(*header, "--upload-file", str(payload),
                                                   f"{front_base}/2.0.{run}/payload.bin"))
+                nginx_puts.append(curl_seconds("--upload-file", str(payload),
+                                               f"http://127.0.0.1:{nginx_port}/put/payload.bin"))
+                put.unlink()  # never written back: its pages are dropped
+                hashes.append(hash_seconds(payload))
                 copies.append(copy_seconds(payload, tmp / "copy.bin"))
 
             # nginx serves the very file Gatehouse stored, from its content address.
             stored = next(p for p in (tmp / "data" / "packages" / "sha256").rglob("*")
                           if p.is_file())
-            www = tmp / "www"
-            www.mkdir()
             os.link(stored, www / "payload.bin")
-            nginx_port = free_port()
-            conf = tmp / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=www))
-            with running(["nginx", "-c", str(conf), "-p", str(tmp)], port=nginx_port, env=env,
-                         log=tmp / "nginx.log"):
-                nginx_url = f"http://127.0.0.1:{nginx_port}/payload.bin"
-                ours_url = f"{base}/1.0.0/payload.bin"
-                maven_url = f"{maven}/1.0.0/payload-1.0.0.jar"
-                front_url = f"{front_base}/1.0.0/payload.bin"
-                curl_seconds(nginx_url)
-                curl_seconds(*header, ours_url)  # warm all three
-                curl_seconds(*header, front_url)
-                ours, maven_downloads, fronted, theirs = [], [], [], []
-                for _ in range(args.runs):
-                    ours.append(curl_seconds(*header, ours_url))
-                    maven_downloads.append(curl_seconds(*header, maven_url))
-                    fronted.append(curl_seconds(*header, front_url))
-                    theirs.append(curl_seconds(nginx_url))
+            nginx_url = f"http://127.0.0.1:{nginx_port}/payload.bin"
+            ours_url = f"{base}/1.0.0/payload.bin"
+            maven_url = f"{maven}/1.0.0/payload-1.0.0.jar"
+            front_url = f"{front_base}/1.0.0/payload.bin"
+            curl_seconds(nginx_url)
+            curl_seconds(*header, ours_url)  # warm all three
+            curl_seconds(*header, front_url)
+            ours, maven_downloads, fronted, theirs = [], [], [], []
+            for _ in range(args.runs):
+                ours.append(curl_seconds(*header, ours_url))
+                maven_downloads.append(curl_seconds(*header, maven_url))
+                fronted.append(curl_seconds(*header, front_url))
+                theirs.append(curl_seconds(nginx_url))
 
     mb = size / 1e6
 
@@ -191,6 +218,14 @@ def main() -> None:
     print(f"  ratio Maven / copy: {ratio(maven_uploads, copies):.2f}x")
     print(f"  ratio Gatehouse front / copy: {ratio(front_uploads, copies):.2f}x; run by run "
           f"{pairs(front_uploads, copies)}")
+    floors = [taken + hashed for taken, hashed in zip(nginx_puts, hashes)]
+    print("the spooled design's floor here: nginx takes the body, then SHA-256 (same runs)")
+    print(line("bare nginx takes the PUT (no hash)", nginx_puts))
+    print(line("SHA-256 of the file alone", hashes))
+    print(line("the two one after the other", floors))
+    print(f"  ratio floor / copy: {ratio(floors, copies):.2f}x; run by run {pairs(floors, copies)}")
+    print(f"  ratio Gatehouse front / floor: {ratio(front_uploads, floors):.2f}x; run by run "
+          f"{pairs(front_uploads, floors)}")
 
 
 if __name__ == "__main__":
