@@ -143,11 +143,12 @@ def main() -> None:
         nginx_port = free_port()
         conf = tmp / "nginx.conf"
         conf.write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, root=www))
+        # The front is given the app's SECRET_KEY, from which both derive the front secret.
         with running(gunicorn, port=port, env=env, log=tmp / "gunicorn.log"), \
                 gatehouse_front(tmp / "data", tmp / "front", [f"127.0.0.1:{port}"],
                                 SECRET_KEY="bench") as front, \
                 running(["nginx", "-c", str(conf), "-p", str(tmp)], port=nginx_port, env=env,
-                        log=tmp / "nginx.log"):  # the front: the app's SECRET_KEY
+                        log=tmp / "nginx.log"):  # the bare nginx: downloads and bare PUTs
             front_base = base.replace(f"127.0.0.1:{port}", f"127.0.0.1:{front.port}")
             header = ["--header", f"Deploy-Token: {secret}"]
             uploads, maven_uploads, front_uploads, copies = [], [], [], []
