@@ -1,9 +1,11 @@
-"""What the benchmarks share: a request-rate loop and a throwaway PostgreSQL database."""
+"""What the benchmarks share: a request-rate loop, ratios in alternating pairs (`/jwt/auth`'s
+among them), and a throwaway PostgreSQL database."""
 import http.client
 import statistics
 import threading
 import time
 import uuid
+from base64 import b64encode
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -95,6 +97,21 @@ def rate_ratio(port: int, first: tuple[str, Request], second: tuple[str, Request
     """
     rates = alternating_rates(port, dict([first, second]), seconds, rounds, threads)
     return RateRatio(rates, pair_ratios(rates[first[0]], rates[second[0]]))
+
+
+def basic(user: str, password: str) -> str:
+    """An Authorization header value for HTTP basic auth."""
+    return "Basic " + b64encode(f"{user}:{password}".encode()).decode()
+
+
+def jwt_ratio(port: int, authorization: str, scope: str, seconds: float = 1, rounds: int = 20,
+              threads: int = 8) -> RateRatio:
+    """`/jwt/auth`'s rate over the unauthenticated `/-/readiness`'s (which asks the
+    database, and Redis when there is one) on the same server, in alternating pairs."""
+    jwt = ("GET", f"/jwt/auth?service=container_registry&scope={scope}",
+           {"Authorization": authorization})
+    return rate_ratio(port, ("/jwt/auth", jwt), ("/-/readiness", ("GET", "/-/readiness", {})),
+                      seconds, rounds, threads)
 
 
 @contextmanager

@@ -32,12 +32,11 @@ import tempfile
 import threading
 import time
 import uuid
-from base64 import b64encode
 from collections import Counter, defaultdict
 from contextlib import ExitStack
 from pathlib import Path
 
-from bench.common import postgres_database, rate_ratio
+from bench.common import basic, jwt_ratio, postgres_database
 from tests.conftest import ENCRYPTION_KEY, gunicorn
 from tests.e2e.front import nginx
 from tests.support import ROOT, VENV_BIN, free_port, redis_server
@@ -86,7 +85,7 @@ class Fixture:
                          "--scopes", "api").strip().splitlines()[-1]
         self.runner = json.loads(flask(env, "runners", "create", "fleet/app",
                                        "--description", "load"))["token"]
-        self.basic = "Basic " + b64encode(f"{self.user}:{self.secret}".encode()).decode()
+        self.basic = basic(self.user, self.secret)
         self.head = self._seed_repository(data_dir / "repositories" / "fleet" / "app.git", tmp)
         self.download = os.urandom(DOWNLOAD_SIZE)
         self.generic = f"/api/v4/projects/{self.project_id}/packages/generic"
@@ -134,7 +133,7 @@ class Fixture:
                     {"PRIVATE-TOKEN": self.pat}, None)
         if endpoint == "/ci/variables":
             return ("GET", "/ci/variables", None, {"Authorization": f"Bearer {self.runner}"}, None)
-        wrong = "Basic " + b64encode(f"{self.user}:gldt-wrong{rng.random()}".encode()).decode()
+        wrong = basic(self.user, f"gldt-wrong{rng.random()}")
         return ("GET", "/jwt/auth?service=container_registry", None,
                 {"Authorization": wrong}, ("127.0.0.2", 0))
 
@@ -343,10 +342,7 @@ def main() -> None:
         print(f"\n/-/readiness through nginx with 16 slow-body clients on it: "
               f"{len(slow)} checks, median {statistics.median(slow) * 1000:.1f} ms, "
               f"max {max(slow) * 1000:.1f} ms")
-        ratio = rate_ratio(front.port, ("/jwt/auth", (
-            "GET", "/jwt/auth?service=container_registry&scope=repository:fleet/app:pull",
-            {"Authorization": fixture.basic})), ("/-/readiness", ("GET", "/-/readiness", {})),
-            seconds=1, rounds=20)
+        ratio = jwt_ratio(front.port, fixture.basic, "repository:fleet/app:pull")
         print(f"through nginx (target >= 0.5): {ratio.describe()}")
     failed = [k for k, v in summary.items() if v["dropped"] or v["5xx"] or v["uploads_bad"]]
     print("\nzero dropped, zero 5xx, every upload intact:",

@@ -193,41 +193,37 @@ def main() -> None:
         return f"  {label:<34} median {median:6.3f} s  ({mb / median:7.0f} MB/s)"
 
     print(f"{args.size_mb} MiB file, {args.runs} runs each, {os.cpu_count()} CPUs")
-    def ratio(a, b):
-        return statistics.median(a) / statistics.median(b)
 
-    def pairs(a, b):
+    def compare(label, a, b):
+        """The ratio of the medians, and the median and range of each run's own ratio."""
         each = pair_ratios(a, b)
-        return (f"{statistics.median(each):.2f}x (median of {len(each)} runs' own ratios, "
-                f"{each[0]:.2f}-{each[-1]:.2f})")
+        print(f"  ratio {label}: {statistics.median(a) / statistics.median(b):.2f}x; run by "
+              f"run {statistics.median(each):.2f}x (median of {len(each)} runs' own ratios, "
+              f"{each[0]:.2f}-{each[-1]:.2f})")
 
     print("download")
     print(line("Gatehouse alone (gunicorn, sendfile)", ours))
     print(line("Gatehouse Maven (gunicorn, sendfile)", maven_downloads))
     print(line("Gatehouse front (X-Accel-Redirect)", fronted))
     print(line("nginx from disk", theirs))
-    print(f"  ratio Gatehouse alone / nginx: {ratio(ours, theirs):.2f}x")
-    print(f"  ratio Maven / nginx: {ratio(maven_downloads, theirs):.2f}x")
-    print(f"  ratio Gatehouse front / nginx: {ratio(fronted, theirs):.2f}x; run by run "
-          f"{pairs(fronted, theirs)}")
+    compare("Gatehouse alone / nginx", ours, theirs)
+    compare("Maven / nginx", maven_downloads, theirs)
+    compare("Gatehouse front / nginx", fronted, theirs)
     print("upload")
     print(line("Gatehouse alone (stream, sha256, fsync)", uploads))
     print(line("Gatehouse Maven (+md5, sha1)", maven_uploads))
     print(line("Gatehouse front (nginx spools, app adopts)", front_uploads))
     print(line("plain copy + fsync", copies))
-    print(f"  ratio Gatehouse alone / copy: {ratio(uploads, copies):.2f}x")
-    print(f"  ratio Maven / copy: {ratio(maven_uploads, copies):.2f}x")
-    print(f"  ratio Gatehouse front / copy: {ratio(front_uploads, copies):.2f}x; run by run "
-          f"{pairs(front_uploads, copies)}")
+    compare("Gatehouse alone / copy", uploads, copies)
+    compare("Maven / copy", maven_uploads, copies)
+    compare("Gatehouse front / copy", front_uploads, copies)
     floors = [taken + hashed for taken, hashed in zip(nginx_puts, hashes)]
     print("the spooled design's floor here: nginx takes the body, then SHA-256 (same runs)")
     print(line("bare nginx takes the PUT (no hash)", nginx_puts))
     print(line("SHA-256 of the file alone", hashes))
     print(line("the two one after the other", floors))
-    print(f"  ratio floor / copy: {ratio(floors, copies):.2f}x; run by run {pairs(floors, copies)}")
-    print(f"  ratio Gatehouse front / floor: {ratio(front_uploads, floors):.2f}x; run by run "
-          f"{pairs(front_uploads, floors)}")
-
+    compare("floor / copy", floors, copies)
+    compare("Gatehouse front / floor", front_uploads, floors)
 
 if __name__ == "__main__":
     main()
